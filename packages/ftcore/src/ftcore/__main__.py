@@ -1,0 +1,3 @@
+from ftcore.cli import main
+
+main()

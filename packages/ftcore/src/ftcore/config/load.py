@@ -1,0 +1,143 @@
+"""Load a run's config: YAML -> overrides -> plugins -> composed schema -> validated config.
+
+Every problem is collected and raised as one :class:`ftcore.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ftcore.claims import find_claim_conflicts
+from ftcore.config.compose import compose_schema
+from ftcore.config.messages import problems_from_validation
+from ftcore.config.overrides import apply_overrides, parse_override_args
+from ftcore.config.redact import redact
+from ftcore.config.schema import BUILTIN_DATASET_TYPES, CoreConfig
+from ftcore.discovery import load_plugins
+from ftcore.errors import ConfigError, FtcoreError, Problem
+from ftcore.host import PluginHost
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config and the plugin host of its active plugins."""
+
+    cfg: CoreConfig
+    host: PluginHost
+    source: str
+    key_owners: dict[str, str]
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved config (defaults filled in) with secrets masked, ready to print or save."""
+        return redact(self.cfg.model_dump(mode="json"))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.redacted(), sort_keys=False, allow_unicode=True)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a mapping, with a clear error for a missing file or bad YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise FtcoreError(
+            f"config file not found: {path}"
+            + ("" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)")
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FtcoreError(f"config error in {path}\n  not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FtcoreError(
+            f"config error in {path}\n  the file must hold a mapping of keys, "
+            f"found {type(data).__name__}"
+        )
+    return data
+
+
+def dataset_types(host: PluginHost) -> tuple[set[str], list[Problem]]:
+    """Names usable as ``datasets[].type``: the core's and those plugins add."""
+    owners = {name: "core" for name in BUILTIN_DATASET_TYPES}
+    problems = []
+    for plugin, name, _strategy in host.dataset_strategies():
+        if name in owners:
+            first = "the core" if owners[name] == "core" else f"plugin '{owners[name]}'"
+            problems.append(
+                Problem("plugins", f"dataset type '{name}' is defined by both {first} and plugin '{plugin}'")
+            )
+        else:
+            owners[name] = plugin
+    return set(owners), problems
+
+
+def _by_position(raw: dict[str, Any]):
+    """Sort key: problems in the order their top-level keys appear in the file."""
+    order = {key: index for index, key in enumerate(raw)}
+
+    def key(problem: Problem) -> int:
+        top = problem.path.split(".")[0].split("[")[0]
+        return order.get(top, len(order))
+
+    return key
+
+
+def load_config(
+    source: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
+) -> LoadedConfig:
+    """Load, activate plugins, validate and configure. Raises :class:`ConfigError` with every problem.
+
+    :param source: a YAML file, or an already-read mapping.
+    :param overrides: CLI words such as ``learning_rate=1e-4`` or ``--micro-batch-size 4``.
+    """
+    if isinstance(source, dict):
+        raw, label = dict(source), "<config>"
+    else:
+        raw, label = read_yaml(source), str(source)
+
+    pairs = parse_override_args(list(overrides))
+    plugin_overrides = [pair for pair in pairs if pair[0].split(".")[0] == "plugins"]
+    apply_overrides(raw, plugin_overrides, CoreConfig)
+
+    entries = raw.get("plugins") or []
+    if not isinstance(entries, list):
+        raise ConfigError([Problem("plugins", f"expected a list, got {entries!r}")], label)
+    plugins, problems = load_plugins(entries)
+    if problems:
+        raise ConfigError(problems, label, note="fix the plugins first; other keys were not checked")
+    try:
+        host = PluginHost(plugins)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, label) from None
+
+    model, owners, problems = compose_schema(host.config_schemas())
+    types_known, type_problems = dataset_types(host)
+    problems += type_problems
+    apply_overrides(raw, [pair for pair in pairs if pair not in plugin_overrides], model)
+
+    try:
+        cfg = model.model_validate(raw, context={"dataset_types": types_known})
+    except ValidationError as exc:
+        found = sorted(problems_from_validation(exc, model), key=_by_position(raw))
+        raise ConfigError(problems + found, label) from None
+    if problems:
+        raise ConfigError(problems, label)
+
+    problems = host.validate_config(cfg)
+    problems += [Problem(path, message) for path, message in find_claim_conflicts(host.model_claims(cfg))]
+    if problems:
+        raise ConfigError(problems, label)
+
+    host.configure(cfg)
+    return LoadedConfig(cfg=cfg, host=host, source=label, key_owners=owners)

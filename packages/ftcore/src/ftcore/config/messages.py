@@ -1,0 +1,148 @@
+"""Turn pydantic validation errors into one short, fixable message per config path."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ftcore.errors import Problem
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def suggest(word: str, candidates: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def format_path(parts: typing.Sequence[str | int]) -> str:
+    """``("datasets", 0, "type")`` -> ``datasets[0].type``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model inside ``Optional[...]``, ``list[...]`` or ``dict[..., ...]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _nested_model(typing.get_args(annotation)[0])
+    found = {m for arg in typing.get_args(annotation) if (m := _nested_model(arg)) is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _walk(
+    model: type[BaseModel], loc: tuple[Any, ...]
+) -> tuple[list[str | int], type[BaseModel] | None]:
+    """Clean a pydantic ``loc``: drop union-member tags, keep keys and indexes.
+
+    Returns the cleaned path and the model that holds its last key (for "did you mean").
+    """
+    path: list[str | int] = []
+    current: type[BaseModel] | None = model
+    holder: type[BaseModel] | None = model
+    in_union = False
+    for item in loc:
+        if isinstance(item, int):
+            path.append(item)
+            continue
+        if current is not None and item in current.model_fields:
+            holder = current
+            annotation = current.model_fields[item].annotation
+            in_union = _is_union(annotation)
+            current = _nested_model(annotation)
+            path.append(item)
+        elif in_union:
+            in_union = False  # a union-member tag such as "bool" or "literal['auto']"
+        else:
+            holder = current
+            path.append(item)
+            current = None
+    return path, holder
+
+
+def _expected(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
+        if len(options) == 1:
+            return f"'{options[0]}'"
+        return "one of " + ", ".join(f"'{option}'" for option in options)
+    if kind == "none_required":
+        return "null"
+    return ""
+
+
+def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key: Any) -> str:
+    first = errors[0]
+    kind = first["type"]
+    given = first.get("input")
+    if kind == "extra_forbidden":
+        candidates = holder.model_fields if holder is not None else []
+        return "unknown key" + suggest(key, candidates)
+    if kind == "missing":
+        return "required key is missing"
+    expected = [text for text in (_expected(error) for error in errors) if text]
+    if expected and len(expected) == len(errors):
+        message = f"expected {' or '.join(dict.fromkeys(expected))}, got {given!r}"
+        if any(error["type"] == "literal_error" for error in errors) and isinstance(given, str):
+            options = [
+                option
+                for error in errors
+                for option in re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
+            ]
+            message += suggest(given, options)
+        return message
+    # Constraint and custom errors: pydantic's sentence, reworded to read as a rule.
+    text = first["msg"]
+    if kind == "value_error":
+        text = text.removeprefix("Value error, ")
+        return text
+    if kind.startswith("ftcore_"):
+        return text
+    text = text.replace("Input should be", "must be").replace("Input ", "value ")
+    return f"{text}, got {given!r}"
+
+
+def problems_from_validation(error: ValidationError, model: type[BaseModel]) -> list[Problem]:
+    """One :class:`Problem` per config path, union alternatives merged."""
+    grouped: dict[str, tuple[list[dict[str, Any]], type[BaseModel] | None, Any]] = {}
+    for item in error.errors():
+        path, holder = _walk(model, item["loc"])
+        key = path[-1] if path else ""
+        text = format_path(path)
+        grouped.setdefault(text, ([], holder, key))[0].append(item)
+    return [
+        Problem(path, _describe(errors, holder, key))
+        for path, (errors, holder, key) in grouped.items()
+    ]

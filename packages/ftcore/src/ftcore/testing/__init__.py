@@ -1,0 +1,80 @@
+"""ftcore's testing kit, an opt-in pytest plugin.
+
+Enable it in a ``conftest.py`` with ``pytest_plugins = ["ftcore.testing"]`` (or ``-p ftcore.testing``).
+
+Fixtures:
+
+* ``tiny_tokenizer`` / ``tiny_tokenizer_path`` -- a character-level tokenizer shipped as files.
+* ``tiny_model`` -- a factory: ``tiny_model("qwen3_moe")`` builds a random-weight model.
+* ``hook_recorder`` -- records every hook call of hosts created during the test.
+* ``plugin_site`` -- a :class:`PluginSite` on ``sys.path`` for made-up installed plugins.
+
+Helpers: :class:`PluginContract`, :func:`build_tiny_model`, :func:`tiny_model_config`,
+:data:`TINY_MODEL_FAMILIES`, :func:`load_tiny_tokenizer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftcore.testing.contract import PluginContract
+from ftcore.testing.models import (
+    TINY_MODEL_FAMILIES,
+    build_tiny_model,
+    save_tiny_model,
+    tiny_model_config,
+)
+from ftcore.testing.recorder import HookCall, HookRecorder
+from ftcore.testing.site import PluginSite
+from ftcore.testing.tokenizer import TINY_TOKENIZER_DIR, load_tiny_tokenizer
+
+__all__ = [
+    "TINY_MODEL_FAMILIES",
+    "TINY_TOKENIZER_DIR",
+    "HookCall",
+    "HookRecorder",
+    "PluginContract",
+    "PluginSite",
+    "build_tiny_model",
+    "load_tiny_tokenizer",
+    "save_tiny_model",
+    "tiny_model_config",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_path() -> Path:
+    """Folder of the shipped tiny tokenizer (usable as ``tokenizer_config``)."""
+    return TINY_TOKENIZER_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> Any:
+    """The tiny tokenizer, loaded once per session. Do not mutate it; load your own to change it."""
+    return load_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_model() -> Callable[..., Any]:
+    """Factory of tiny random-weight models: ``tiny_model("llama", seed=0, num_hidden_layers=1)``."""
+    return build_tiny_model
+
+
+@pytest.fixture
+def hook_recorder() -> Iterator[HookRecorder]:
+    """Records the hook calls of every plugin host created during the test."""
+    with HookRecorder() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
+    """A made-up ``site-packages`` on ``sys.path``: ``plugin_site.add("ftcore-foo", {"foo": "foo_mod"}, ...)``."""
+    site = PluginSite(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site.root))
+    yield site
+    site.forget_modules()

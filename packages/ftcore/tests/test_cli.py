@@ -1,0 +1,192 @@
+"""The ``ftcore`` CLI, run as a user runs it: a subprocess of the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FTCORE = shutil.which("ftcore", path=os.path.dirname(sys.executable)) or "ftcore"
+
+COMMAND_PLUGIN = """
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_cli_commands():
+    return {"hello": "hello_cli:hello"}
+"""
+
+HELLO_CLI = """
+import sys
+import click
+
+@click.command()
+@click.argument("who")
+def hello(who):
+    print("hello " + who + "; torch imported: " + str("torch" in sys.modules))
+"""
+
+
+def run(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FTCORE, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
+
+
+def test_help_is_fast_and_lists_commands():
+    run("--help")  # warm the file cache
+    start = time.perf_counter()
+    result = run("--help")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0
+    for command in ("train", "preprocess", "validate", "config", "plugins"):
+        assert command in result.stdout
+    assert elapsed < 2.0, f"ftcore --help took {elapsed:.2f}s"  # generous: CI machines vary
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["validate", "{cfg}"]])
+def test_light_commands_do_not_import_torch(tmp_path, args):
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text("base_model: x\n")
+    args = [a.format(cfg=cfg) for a in args]
+    code = (
+        "import sys\n"
+        "from ftcore.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_validate_prints_ok_and_errors_exit_2(tmp_path):
+    good = tmp_path / "good.yml"
+    good.write_text("base_model: x\ndatasets:\n  - path: data.jsonl\n    type: alpaca\n")
+    result = run("validate", str(good), "--learning-rate", "1e-5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"config OK: {good} (plugins: none)"
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("base_model: x\nlearning_rte: 0.1\n")
+    result = run("validate", str(bad))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"config error in {bad}\n  learning_rte: unknown key (did you mean 'learning_rate'?)\n"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    result = run("validate", str(tmp_path / "missing.yml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"config file not found: {tmp_path / 'missing.yml'}"
+
+
+def test_config_show_is_resolved_and_redacted(tmp_path):
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text("base_model: x\nhf_token: hf_very_secret\n")
+    result = run("config", "show", str(cfg), "seed=3")
+    assert result.returncode == 0, result.stderr
+    assert "hf_very_secret" not in result.stdout
+    assert "seed: 3" in result.stdout
+    assert "micro_batch_size: 1" in result.stdout
+
+
+def test_config_schema_is_json_schema_with_plugin_keys(plugin_site):
+    plugin_site.add(
+        "ftcore-a",
+        {"a": "a_plugin"},
+        {
+            "a_plugin": """
+            from pydantic import BaseModel, Field
+            from ftcore import hookimpl
+
+            class Args(BaseModel):
+                a_strength: float = Field(0.5, description="How strong.")
+
+            @hookimpl
+            def ftcore_config_schema():
+                return Args
+            """
+        },
+    )
+    result = run("config", "schema", "--plugin", "a", env=plugin_site.env())
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert {"learning_rate", "a_strength"} <= set(schema["properties"])
+
+
+def test_plugins_lists_installed_plugins_and_their_hooks(plugin_site, tmp_path):
+    plugin_site.add("ftcore-hello", {"hello": "hello_plugin"}, {"hello_plugin": COMMAND_PLUGIN})
+    plugin_site.add("ftcore-broken", {"broken": "broken_plugin"}, {"broken_plugin": "import nope\n"})
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text("plugins: [hello]\n")
+    result = run("plugins", "--json", "--config", str(cfg), env=plugin_site.env())
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["hello"]["distribution"] == "ftcore-hello"
+    assert rows["hello"]["version"] == "0.1.0"
+    assert rows["hello"]["status"] == "active"
+    assert rows["hello"]["hooks"] == ["ftcore_cli_commands"]
+    assert rows["broken"]["status"] == "error"
+    assert "No module named 'nope'" in rows["broken"]["error"]
+
+    env = {**plugin_site.env(), "FTCORE_DISABLE_PLUGINS": "hello"}
+    table = run("plugins", env=env).stdout.splitlines()
+    assert table[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS"]
+    assert table[-1].split()[:4] == ["hello", "ftcore-hello", "0.1.0", "blocked"]
+
+
+def test_plugin_subcommand_is_listed_and_imported_lazily(plugin_site):
+    plugin_site.add(
+        "ftcore-hello",
+        {"hello": "hello_plugin"},
+        {"hello_plugin": COMMAND_PLUGIN, "hello_cli": HELLO_CLI},
+    )
+    env = plugin_site.env()
+    assert "[plugin hello]" in run("--help", env=env).stdout
+    result = run("hello", "world", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello world; torch imported: False"
+
+
+def test_train_validates_before_anything_else(tmp_path):
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text("micro_batch_size: -1\n")
+    result = run("train", str(cfg))
+    assert result.returncode == 2
+    assert "micro_batch_size: must be greater than 0, got -1" in result.stderr
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "ftcore", "--version"], capture_output=True, text=True
+    )
+    assert result.stdout.strip().startswith("ftcore, version ")
+
+
+def test_import_ftcore_does_not_import_torch():
+    code = "import sys, ftcore, ftcore.hookspecs, ftcore.host, ftcore.config, ftcore.cli; " \
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_examples_validate():
+    root = Path(__file__).resolve().parents[3]
+    examples = sorted((root / "examples").glob("*.yml"))
+    if not examples:
+        pytest.skip("examples/ is not part of this checkout")
+    for example in examples:
+        result = run("validate", str(example), cwd=root)
+        assert result.returncode == 0, f"{example}: {result.stderr}"

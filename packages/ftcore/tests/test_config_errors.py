@@ -1,0 +1,231 @@
+"""The exact message a user sees for each kind of bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ftcore.config import load_config
+from ftcore.errors import ConfigError
+
+ALPHA_PLUGIN = """
+from pydantic import BaseModel, Field
+from ftcore import hookimpl
+
+class AlphaArgs(BaseModel):
+    shared_alpha: float = Field(0.5, description="A key two plugins both define.")
+
+@hookimpl
+def ftcore_config_schema():
+    return AlphaArgs
+"""
+
+LOSS_PLUGIN = """
+from pydantic import BaseModel, Field
+from ftcore import hookimpl
+from ftcore.claims import Claim, ModelPart
+
+class Args(BaseModel):
+    {key}: bool = Field(True, description="Replace the loss head.")
+
+@hookimpl
+def ftcore_config_schema():
+    return Args
+
+@hookimpl
+def ftcore_model_claims(cfg):
+    if cfg.{key}:
+        return [Claim(ModelPart.LOSS_HEAD, key="{key}")]
+"""
+
+
+def error_of(config: dict, *overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(config, overrides)
+    return str(info.value)
+
+
+def test_unknown_key_suggests_the_closest_key():
+    assert error_of({"learning_rte": 1e-4}) == (
+        "config error in <config>\n  learning_rte: unknown key (did you mean 'learning_rate'?)"
+    )
+
+
+def test_unknown_nested_key_names_its_path():
+    message = error_of({"datasets": [{"path": "a.jsonl", "feild": "text"}]})
+    assert message == (
+        "config error in <config>\n  datasets[0].feild: unknown key (did you mean 'field'?)"
+    )
+
+
+def test_wrong_type_says_what_was_expected():
+    assert error_of({"micro_batch_size": "two"}) == (
+        "config error in <config>\n  micro_batch_size: expected an integer, got 'two'"
+    )
+
+
+def test_every_problem_is_reported_at_once_in_file_order():
+    message = error_of(
+        {
+            "adapter": "lroa",
+            "datasets": [{"path": "x.jsonl", "type": "chat_templat"}],
+            "bf16": "maybe",
+            "lora_r": 0,
+        }
+    )
+    assert message.splitlines() == [
+        "config error in <config>",
+        "  adapter: expected one of 'lora', 'qlora', got 'lroa' (did you mean 'lora'?)",
+        "  datasets[0].type: unknown dataset type 'chat_templat' (did you mean 'chat_template'?)",
+        "  bf16: expected true or false or 'auto', got 'maybe'",
+        "  lora_r: must be greater than 0, got 0",
+    ]
+
+
+def test_missing_plugin_names_the_pip_extra():
+    assert error_of({"plugins": ["liger"]}) == (
+        "config error in <config>\n"
+        '  plugins[0]: plugin \'liger\' is not installed; install it with: pip install "ftcore[liger]"\n'
+        "  (fix the plugins first; other keys were not checked)"
+    )
+
+
+def test_plugin_import_failure_shows_the_failure(plugin_site):
+    plugin_site.add(
+        "ftcore-broken",
+        {"broken": "broken_plugin"},
+        {"broken_plugin": "import not_a_real_dependency\n"},
+        version="1.2.0",
+    )
+    message = error_of({"plugins": ["broken"]})
+    assert message.splitlines()[:3] == [
+        "config error in <config>",
+        "  plugins[0]: plugin 'broken' (ftcore-broken 1.2.0) failed to import: "
+        "ModuleNotFoundError: No module named 'not_a_real_dependency'",
+        f"      (raised at {plugin_site.root / 'broken_plugin.py'}:1)",
+    ]
+
+
+def test_duplicate_key_across_plugins_names_both(plugin_site):
+    plugin_site.add("ftcore-a", {"a": "a_plugin"}, {"a_plugin": ALPHA_PLUGIN})
+    plugin_site.add("ftcore-b", {"b": "b_plugin"}, {"b_plugin": ALPHA_PLUGIN})
+    assert error_of({"plugins": ["a", "b"]}) == (
+        "config error in <config>\n"
+        "  shared_alpha: defined by both plugin 'a' and plugin 'b'; only one of them can own a key: "
+        "deactivate one of them"
+    )
+
+
+def test_plugin_key_clashing_with_core_key_is_rejected(plugin_site):
+    plugin_site.add(
+        "ftcore-c",
+        {"c": "c_plugin"},
+        {"c_plugin": ALPHA_PLUGIN.replace("shared_alpha", "learning_rate")},
+    )
+    assert "learning_rate: defined by both the core and plugin 'c'" in error_of({"plugins": ["c"]})
+
+
+def test_claim_conflict_names_both_plugins_and_the_fix(plugin_site):
+    plugin_site.add("ftcore-cce", {"cce": "cce_p"}, {"cce_p": LOSS_PLUGIN.format(key="cut_cross_entropy")})
+    plugin_site.add(
+        "ftcore-liger",
+        {"liger": "liger_p"},
+        {"liger_p": LOSS_PLUGIN.format(key="liger_fused_linear_cross_entropy")},
+    )
+    assert error_of({"plugins": ["cce", "liger"]}) == (
+        "config error in <config>\n"
+        "  liger_fused_linear_cross_entropy: the loss head is already replaced by plugin 'cce'; "
+        "keep one of them: remove 'cce' from plugins, or set liger_fused_linear_cross_entropy: false"
+    )
+    # Turning one replacement off resolves the conflict.
+    loaded = load_config(
+        {"plugins": ["cce", "liger"]}, ["liger_fused_linear_cross_entropy=false"]
+    )
+    assert loaded.host.names == ["cce", "liger"]
+
+
+def test_blocked_plugin_says_how_to_unblock(plugin_site, monkeypatch):
+    plugin_site.add("ftcore-a", {"a": "a_plugin"}, {"a_plugin": ALPHA_PLUGIN})
+    monkeypatch.setenv("FTCORE_DISABLE_PLUGINS", "a,other")
+    assert error_of({"plugins": ["a"]}) == (
+        "config error in <config>\n"
+        "  plugins[0]: plugin 'a' is blocked by FTCORE_DISABLE_PLUGINS=a,other; "
+        "unset it or remove 'a' from plugins\n"
+        "  (fix the plugins first; other keys were not checked)"
+    )
+
+
+def test_axolotl_alias_activates_the_ftcore_plugin_with_a_notice(plugin_site, caplog):
+    plugin_site.add("ftcore-liger", {"liger": "liger_p"}, {"liger_p": LOSS_PLUGIN.format(key="liger_rope")})
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        loaded = load_config({"plugins": ["axolotl.integrations.liger.LigerPlugin"]})
+    assert loaded.host.names == ["liger"]
+    assert caplog.messages == [
+        "ftcore: 'axolotl.integrations.liger.LigerPlugin' is the Axolotl name of plugin 'liger'; "
+        "using 'liger' (write 'liger' in plugins to silence this notice)"
+    ]
+
+
+def test_unsupported_axolotl_integration_is_named():
+    assert "is an Axolotl integration that ftcore does not provide" in error_of(
+        {"plugins": ["axolotl.integrations.densemixer.DenseMixerPlugin"]}
+    )
+
+
+def test_two_distributions_claiming_one_name_is_an_error(plugin_site):
+    plugin_site.add("ftcore-a", {"a": "a_plugin"}, {"a_plugin": ALPHA_PLUGIN})
+    plugin_site.add("other-a", {"a": "a_plugin"}, version="2.0")
+    assert error_of({"plugins": ["a"]}).splitlines()[1] == (
+        "  plugins[0]: plugin 'a' is provided by 2 installed distributions "
+        "(ftcore-a 0.1.0, other-a 2.0); uninstall all but one of them"
+    )
+
+
+def test_plugin_with_a_misspelled_hook_is_rejected(plugin_site):
+    plugin_site.add(
+        "ftcore-typo",
+        {"typo": "typo_p"},
+        {"typo_p": "from ftcore import hookimpl\n\n@hookimpl\ndef ftcore_configur(cfg):\n    pass\n"},
+    )
+    assert error_of({"plugins": ["typo"]}) == (
+        "config error in <config>\n"
+        "  plugins: plugin 'typo' implements unknown hook 'ftcore_configur' "
+        "(did you mean 'ftcore_configure'?)"
+    )
+
+
+def test_plugin_validate_hook_problems_join_the_report(plugin_site):
+    plugin_site.add(
+        "ftcore-v",
+        {"v": "v_p"},
+        {
+            "v_p": """
+            from ftcore import hookimpl
+
+            @hookimpl
+            def ftcore_validate_config(cfg):
+                if cfg.micro_batch_size > 4:
+                    return [("micro_batch_size", "plugin v supports at most 4")]
+            """
+        },
+    )
+    assert error_of({"plugins": ["v"], "micro_batch_size": 8}) == (
+        "config error in <config>\n  micro_batch_size: plugin v supports at most 4"
+    )
+
+
+def test_config_file_errors(tmp_path):
+    from ftcore.config import read_yaml
+    from ftcore.errors import FtcoreError
+
+    with pytest.raises(FtcoreError, match="config file not found: .*nope.yml"):
+        read_yaml(tmp_path / "nope.yml")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(FtcoreError, match=r"not valid YAML at line 2, column 2"):
+        read_yaml(bad)
+    listed = tmp_path / "list.yml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(FtcoreError, match="must hold a mapping of keys, found list"):
+        read_yaml(listed)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from ftcore.config import load_config
+from ftcore.config.overrides import parse_override_args
+from ftcore.config.redact import REDACTED, redact
+from ftcore.errors import ConfigError, FtcoreError
+
+
+def test_override_forms_are_parsed():
+    assert parse_override_args(
+        ["lr=1", "--micro-batch-size", "4", "--seed=7", "--strict", "--gradient_checkpointing"]
+    ) == [
+        ("lr", "1"),
+        ("micro_batch_size", "4"),
+        ("seed", "7"),
+        ("strict", "true"),
+        ("gradient_checkpointing", "true"),
+    ]
+
+
+def test_overrides_are_coerced_through_the_schema():
+    cfg = load_config(
+        {"datasets": [{"path": "a.jsonl"}]},
+        [
+            "learning_rate=1e-4",
+            "--micro-batch-size",
+            "4",
+            "base_model=123",  # a string key keeps the text as typed
+            "lora_target_modules=[q_proj, v_proj]",
+            "datasets.0.type=alpaca",
+            "special_tokens.pad_token=<pad>",
+            "--sample_packing",
+        ],
+    ).cfg
+    assert cfg.learning_rate == 1e-4
+    assert cfg.micro_batch_size == 4
+    assert cfg.base_model == "123"
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.datasets[0].type == "alpaca"
+    assert cfg.special_tokens.pad_token == "<pad>"
+    assert cfg.sample_packing is True
+
+
+def test_bad_override_value_is_reported_with_its_path():
+    with pytest.raises(ConfigError) as info:
+        load_config({}, ["micro_batch_size=lots"])
+    assert info.value.problems[0].path == "micro_batch_size"
+
+
+def test_override_without_value_or_key_is_explained():
+    with pytest.raises(FtcoreError, match="write key=value or --key value"):
+        parse_override_args(["learning_rate"])
+
+
+def test_secrets_are_redacted_but_special_tokens_are_not():
+    data = {
+        "hf_token": "hf_abc",
+        "swanlab_api_key": "k",
+        "swanlab_lark_secret": "s",
+        "swanlab_lark_webhook_url": "https://hooks.example/x",
+        "special_tokens": {"pad_token": "<pad>", "eos_token": "</s>"},
+        "nested": [{"wandb_api_key": "w", "keep": 1}],
+        "empty_token": None,
+    }
+    assert redact(data) == {
+        "hf_token": REDACTED,
+        "swanlab_api_key": REDACTED,
+        "swanlab_lark_secret": REDACTED,
+        "swanlab_lark_webhook_url": REDACTED,
+        "special_tokens": {"pad_token": "<pad>", "eos_token": "</s>"},
+        "nested": [{"wandb_api_key": REDACTED, "keep": 1}],
+        "empty_token": None,
+    }
+
+
+def test_resolved_config_yaml_has_defaults_and_no_secret():
+    text = load_config({"hf_token": "hf_secret_value"}).to_yaml()
+    assert "hf_secret_value" not in text
+    assert "hf_token: '***'" in text
+    assert "learning_rate: 0.0002" in text
