@@ -86,7 +86,7 @@ def test_every_problem_is_reported_at_once_in_file_order():
 def test_missing_plugin_names_the_pip_extra():
     assert error_of({"plugins": ["liger"]}) == (
         "config error in <config>\n"
-        '  plugins[0]: plugin \'liger\' is not installed; install it with: pip install "ftcore[liger]"\n'
+        "  plugins[0]: plugin 'liger' is not installed; install it with: pip install \"ftcore[liger]\"\n"
         "  (fix the plugins first; other keys were not checked)"
     )
 
@@ -127,7 +127,9 @@ def test_plugin_key_clashing_with_core_key_is_rejected(plugin_site):
 
 
 def test_claim_conflict_names_both_plugins_and_the_fix(plugin_site):
-    plugin_site.add("ftcore-cce", {"cce": "cce_p"}, {"cce_p": LOSS_PLUGIN.format(key="cut_cross_entropy")})
+    plugin_site.add(
+        "ftcore-cce", {"cce": "cce_p"}, {"cce_p": LOSS_PLUGIN.format(key="cut_cross_entropy")}
+    )
     plugin_site.add(
         "ftcore-liger",
         {"liger": "liger_p"},
@@ -139,9 +141,7 @@ def test_claim_conflict_names_both_plugins_and_the_fix(plugin_site):
         "keep one of them: remove 'cce' from plugins, or set liger_fused_linear_cross_entropy: false"
     )
     # Turning one replacement off resolves the conflict.
-    loaded = load_config(
-        {"plugins": ["cce", "liger"]}, ["liger_fused_linear_cross_entropy=false"]
-    )
+    loaded = load_config({"plugins": ["cce", "liger"]}, ["liger_fused_linear_cross_entropy=false"])
     assert loaded.host.names == ["cce", "liger"]
 
 
@@ -157,7 +157,9 @@ def test_blocked_plugin_says_how_to_unblock(plugin_site, monkeypatch):
 
 
 def test_axolotl_alias_activates_the_ftcore_plugin_with_a_notice(plugin_site, caplog):
-    plugin_site.add("ftcore-liger", {"liger": "liger_p"}, {"liger_p": LOSS_PLUGIN.format(key="liger_rope")})
+    plugin_site.add(
+        "ftcore-liger", {"liger": "liger_p"}, {"liger_p": LOSS_PLUGIN.format(key="liger_rope")}
+    )
     with caplog.at_level(logging.WARNING, logger="ftcore"):
         loaded = load_config({"plugins": ["axolotl.integrations.liger.LigerPlugin"]})
     assert loaded.host.names == ["liger"]
@@ -186,7 +188,9 @@ def test_plugin_with_a_misspelled_hook_is_rejected(plugin_site):
     plugin_site.add(
         "ftcore-typo",
         {"typo": "typo_p"},
-        {"typo_p": "from ftcore import hookimpl\n\n@hookimpl\ndef ftcore_configur(cfg):\n    pass\n"},
+        {
+            "typo_p": "from ftcore import hookimpl\n\n@hookimpl\ndef ftcore_configur(cfg):\n    pass\n"
+        },
     )
     assert error_of({"plugins": ["typo"]}) == (
         "config error in <config>\n"
@@ -219,7 +223,7 @@ def test_config_file_errors(tmp_path):
     from ftcore.config import read_yaml
     from ftcore.errors import FtcoreError
 
-    with pytest.raises(FtcoreError, match="config file not found: .*nope.yml"):
+    with pytest.raises(FtcoreError, match=r"config file not found: .*nope\.yml"):
         read_yaml(tmp_path / "nope.yml")
     bad = tmp_path / "bad.yml"
     bad.write_text("a: [1, 2\nb: 3\n")

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 
-class ModelPart(str, enum.Enum):
+class ModelPart(enum.StrEnum):
     """A part of a model that a plugin can replace."""
 
     LOSS_HEAD = "loss_head"

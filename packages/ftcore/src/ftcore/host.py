@@ -116,9 +116,7 @@ class PluginHost:
         results = self._each(name, **kwargs)
         if len(results) > 1:
             owners = " and ".join(f"'{plugin}'" for plugin, _ in results)
-            raise PluginError(
-                f"plugins {owners} both provide {what}; keep one of them in plugins"
-            )
+            raise PluginError(f"plugins {owners} both provide {what}; keep one of them in plugins")
         return results[0][1] if results else None
 
     def _call_all(self, name: str, **kwargs: Any) -> None:
@@ -271,7 +269,9 @@ class PluginHost:
     # ----------------------------------------------------------------------------------- end
 
     def save_model(self, cfg: FtcoreConfig, trainer: Any, output_dir: str) -> bool:
-        return bool(self._first("ftcore_save_model", cfg=cfg, trainer=trainer, output_dir=output_dir))
+        return bool(
+            self._first("ftcore_save_model", cfg=cfg, trainer=trainer, output_dir=output_dir)
+        )
 
     def post_train(self, cfg: FtcoreConfig, trainer: Any) -> None:
         self._call_all("ftcore_post_train", cfg=cfg, trainer=trainer)

@@ -70,7 +70,7 @@ class LazyPluginCommand(click.Command):
 
 def plugin_commands() -> dict[str, click.Command]:
     """Subcommands contributed by installed, unblocked plugins, active or not."""
-    from ftcore.discovery import blocked_names, installed_plugins, load_installed, PluginLoadError
+    from ftcore.discovery import PluginLoadError, blocked_names, installed_plugins, load_installed
     from ftcore.host import PluginHost
 
     commands: dict[str, click.Command] = {}

@@ -45,8 +45,8 @@ def describe_installed(active: set[str]) -> list[dict[str, Any]]:
 def _active_names(config_path: str | None) -> set[str]:
     if not config_path:
         return set()
-    from ftcore.config import read_yaml
     from ftcore.aliases import normalize_name, resolve_alias
+    from ftcore.config import read_yaml
 
     entries = read_yaml(config_path).get("plugins") or []
     return {normalize_name(resolve_alias(str(e)) or str(e)) for e in entries}

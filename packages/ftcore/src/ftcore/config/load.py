@@ -75,7 +75,10 @@ def dataset_types(host: PluginHost) -> tuple[set[str], list[Problem]]:
         if name in owners:
             first = "the core" if owners[name] == "core" else f"plugin '{owners[name]}'"
             problems.append(
-                Problem("plugins", f"dataset type '{name}' is defined by both {first} and plugin '{plugin}'")
+                Problem(
+                    "plugins",
+                    f"dataset type '{name}' is defined by both {first} and plugin '{plugin}'",
+                )
             )
         else:
             owners[name] = plugin
@@ -115,7 +118,9 @@ def load_config(
         raise ConfigError([Problem("plugins", f"expected a list, got {entries!r}")], label)
     plugins, problems = load_plugins(entries)
     if problems:
-        raise ConfigError(problems, label, note="fix the plugins first; other keys were not checked")
+        raise ConfigError(
+            problems, label, note="fix the plugins first; other keys were not checked"
+        )
     try:
         host = PluginHost(plugins)
     except ConfigError as exc:
@@ -135,7 +140,9 @@ def load_config(
         raise ConfigError(problems, label)
 
     problems = host.validate_config(cfg)
-    problems += [Problem(path, message) for path, message in find_claim_conflicts(host.model_claims(cfg))]
+    problems += [
+        Problem(path, message) for path, message in find_claim_conflicts(host.model_claims(cfg))
+    ]
     if problems:
         raise ConfigError(problems, label)
 

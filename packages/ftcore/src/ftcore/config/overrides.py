@@ -97,7 +97,9 @@ def set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
                 target = target.setdefault(key, {})
             else:
                 where = ".".join(parts[: depth + 1])
-                raise FtcoreError(f"cannot apply override {'.'.join(parts)}: no item '{where}'")
+                raise FtcoreError(
+                    f"cannot apply override {'.'.join(parts)}: no item '{where}'"
+                ) from None
     last: Any = parts[-1]
     if isinstance(target, list) and last.isdigit() and int(last) < len(target):
         target[int(last)] = value

@@ -32,9 +32,7 @@ def redact(data: Any) -> Any:
     """A copy of ``data`` (dicts and lists of plain values) with every secret value masked."""
     if isinstance(data, dict):
         return {
-            key: REDACTED
-            if is_secret_key(str(key)) and value not in (None, "")
-            else redact(value)
+            key: REDACTED if is_secret_key(str(key)) and value not in (None, "") else redact(value)
             for key, value in data.items()
         }
     if isinstance(data, list):

@@ -176,7 +176,8 @@ class CoreConfig(StrictModel):
     )
     strict: bool = Field(False, description="Rows that do not fit their type are errors.")
     dataset_prepared_path: str | None = Field(
-        None, description="Folder of the tokenization cache; default `<output_dir>/../.ftcore-cache`."
+        None,
+        description="Folder of the tokenization cache; default `<output_dir>/../.ftcore-cache`.",
     )
     dataset_processes: int | None = Field(
         None, gt=0, description="Processes used to tokenize; default: all cores."

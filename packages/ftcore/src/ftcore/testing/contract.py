@@ -44,7 +44,9 @@ class PluginContract:
         assert candidates, (
             f"no entry point '{self.plugin_name}' in group 'ftcore': is {self.distribution} installed?"
         )
-        assert len(candidates) == 1, f"several distributions claim '{self.plugin_name}': {candidates}"
+        assert len(candidates) == 1, (
+            f"several distributions claim '{self.plugin_name}': {candidates}"
+        )
         return candidates[0]
 
     def _host(self) -> PluginHost:
@@ -67,7 +69,9 @@ class PluginContract:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         heavy = json.loads(out.strip().splitlines()[-1])
-        assert heavy == [], f"importing plugin '{self.plugin_name}' imports {heavy}; import them in hooks"
+        assert heavy == [], (
+            f"importing plugin '{self.plugin_name}' imports {heavy}; import them in hooks"
+        )
 
     def test_every_hookimpl_matches_a_spec(self) -> None:
         host = self._host()  # raises for unknown hooks or arguments a spec does not have
@@ -100,7 +104,9 @@ class PluginContract:
             for key, info in model.model_fields.items():
                 assert info.description, f"config key '{prefix}{key}' has no description"
                 if self.readme:
-                    assert f"`{key}`" in readme, f"config key '{prefix}{key}' is not in {self.readme}"
+                    assert f"`{key}`" in readme, (
+                        f"config key '{prefix}{key}' is not in {self.readme}"
+                    )
                 nested = _nested_model(info.annotation)
                 if nested is not None:
                     pending.append((f"{prefix}{key}.", nested))

@@ -75,7 +75,9 @@ def build_tiny_model(family: str = "llama", seed: int = 0, **config_overrides: A
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
-def save_tiny_model(path: str, family: str = "llama", seed: int = 0, **config_overrides: Any) -> str:
+def save_tiny_model(
+    path: str, family: str = "llama", seed: int = 0, **config_overrides: Any
+) -> str:
     """Save a tiny model and the tiny tokenizer to ``path`` (a ``base_model`` for configs)."""
     from ftcore.testing.tokenizer import load_tiny_tokenizer
 
