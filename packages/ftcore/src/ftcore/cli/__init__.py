@@ -23,6 +23,8 @@ BUILTIN_COMMANDS = {
     "train": "ftcore.cli.run:train",
     "preprocess": "ftcore.cli.run:preprocess",
     "validate": "ftcore.cli.run:validate",
+    "inference": "ftcore.cli.model:inference",
+    "merge-lora": "ftcore.cli.model:merge_lora",
     "config": "ftcore.cli.config:config",
     "plugins": "ftcore.cli.plugins:plugins",
 }

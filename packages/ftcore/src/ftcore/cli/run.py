@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ftcore.errors import FtcoreError
-
 OVERRIDE_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 config_argument = click.argument(
@@ -34,25 +32,20 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
     click.echo(f"config OK: {loaded.source} (plugins: {plugins})")
 
 
-def _pipeline_not_available(command: str) -> FtcoreError:
-    from ftcore import __version__
-
-    return FtcoreError(
-        f"ftcore {command}: the config is valid, but this release (ftcore {__version__}) does not "
-        "contain the training pipeline yet; it lands in the next release"
-    )
-
-
 @click.command(context_settings=OVERRIDE_SETTINGS)
 @config_argument
 @overrides_argument
 def train(config_path: str, overrides: tuple[str, ...]) -> None:
     """Fine-tune the model that CONFIG describes.
 
-    Overrides are written key=value or --key value (dotted for nested keys).
+    Overrides are written key=value or --key value (dotted for nested keys). Runs unchanged under
+    ``accelerate launch`` and ``torchrun``.
     """
-    load(config_path, overrides)
-    raise _pipeline_not_available("train")
+    from ftcore.pipeline import train as run_training
+
+    metrics = run_training(load(config_path, overrides))
+    if "train_loss" in metrics:
+        click.echo(f"train_loss: {metrics['train_loss']:.4f}")
 
 
 @click.command(context_settings=OVERRIDE_SETTINGS)
@@ -60,5 +53,12 @@ def train(config_path: str, overrides: tuple[str, ...]) -> None:
 @overrides_argument
 def preprocess(config_path: str, overrides: tuple[str, ...]) -> None:
     """Tokenize the datasets of CONFIG into the cache that ``ftcore train`` reuses."""
-    load(config_path, overrides)
-    raise _pipeline_not_available("preprocess")
+    from ftcore.pipeline import preprocess as run_preprocess
+
+    data = run_preprocess(load(config_path, overrides))
+    state = "already cached" if data.from_cache else "tokenized"
+    click.echo(
+        f"{state}: {len(data.train)} train rows"
+        + (f", {len(data.eval)} eval rows" if data.eval is not None else "")
+        + f" in {data.cache_dir}"
+    )

@@ -1,0 +1,63 @@
+"""``ftcore inference`` and ``ftcore merge-lora``: use what ``ftcore train`` saved."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ftcore.cli.run import OVERRIDE_SETTINGS, config_argument, load, overrides_argument
+
+
+@click.command(context_settings=OVERRIDE_SETTINGS)
+@config_argument
+@overrides_argument
+@click.option(
+    "--prompt", help="Answer this one prompt and exit (default: read prompts from stdin)."
+)
+@click.option("--max-new-tokens", default=64, show_default=True, help="Tokens to generate.")
+@click.option(
+    "--chat/--no-chat",
+    default=None,
+    help="Apply the chat template (default: when the config trains chat_template datasets).",
+)
+@click.option("--base", is_flag=True, help="Use the base model instead of the trained output.")
+def inference(
+    config_path: str,
+    overrides: tuple[str, ...],
+    prompt: str | None,
+    max_new_tokens: int,
+    chat: bool | None,
+    base: bool,
+) -> None:
+    """Generate with the model trained by CONFIG (its output_dir)."""
+    from ftcore.inference import load_trained, make_generator
+
+    loaded = load(config_path, overrides)
+    model, tokenizer = load_trained(loaded.cfg, use_base=base)
+    generate = make_generator(loaded, model, tokenizer, max_new_tokens=max_new_tokens, chat=chat)
+    if prompt is not None:
+        click.echo(generate(prompt))
+        return
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo("Type a prompt and press Enter; Ctrl-D to quit.", err=True)
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        if line.strip():
+            click.echo(generate(line))
+
+
+@click.command(name="merge-lora", context_settings=OVERRIDE_SETTINGS)
+@config_argument
+@overrides_argument
+@click.option("--output", help="Folder for the merged model (default: <output_dir>/merged).")
+def merge_lora(config_path: str, overrides: tuple[str, ...], output: str | None) -> None:
+    """Merge the LoRA adapter that CONFIG trained into its base model and save the result."""
+    from ftcore.inference import merge_adapter
+
+    target = merge_adapter(load(config_path, overrides).cfg, output)
+    click.echo(f"merged model saved to {target}")

@@ -1,0 +1,1 @@
+"""Datasets: reading sources, turning rows into training examples, caching, packing."""

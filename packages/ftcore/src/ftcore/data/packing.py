@@ -1,0 +1,107 @@
+"""Sample packing: several tokenized examples share one ``sequence_len`` row.
+
+Examples are bin-packed (first-fit decreasing) into rows of at most ``sequence_len`` tokens. Each
+packed row carries ``position_ids`` that restart at 0 for every example and no ``attention_mask``:
+transformers then keeps attention inside each example (flash-attention varlen where installed, a
+block-diagonal causal mask for SDPA, eager and flex attention), so a packed batch computes the same
+loss as the examples one by one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore.data.strategies import IGNORE_INDEX
+
+
+def pack_lengths(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into bins whose lengths sum to at most ``capacity``.
+
+    First-fit decreasing: longest first, each into the first bin it fits. Deterministic.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for index in order:
+        size = lengths[index]
+        if size > capacity:
+            raise ValueError(
+                f"example {index} has {size} tokens, more than the capacity {capacity}"
+            )
+        for slot, free in enumerate(space):
+            if size <= free:
+                bins[slot].append(index)
+                space[slot] -= size
+                break
+        else:
+            bins.append([index])
+            space.append(capacity - size)
+    return bins
+
+
+def packing_efficiency(lengths: list[int], bins: list[list[int]], capacity: int) -> float:
+    """Share of the packed rows' tokens that are real tokens (1.0: no padding at all)."""
+    return sum(lengths) / (len(bins) * capacity) if bins else 0.0
+
+
+def pack_dataset(dataset: Any, capacity: int) -> tuple[Any, float]:
+    """A dataset of packed rows (``input_ids``, ``labels``, ``position_ids``) and its efficiency."""
+    import datasets
+
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    bins = pack_lengths(lengths, capacity)
+    all_ids, all_labels = dataset["input_ids"], dataset["labels"]
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for members in bins:
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for index in sorted(members):
+            ids += all_ids[index]
+            labels += all_labels[index]
+            positions += range(len(all_ids[index]))
+        rows["input_ids"].append(ids)
+        rows["labels"].append(labels)
+        rows["position_ids"].append(positions)
+    return datasets.Dataset.from_dict(rows), packing_efficiency(lengths, bins, capacity)
+
+
+class PaddingCollator:
+    """Pads a batch to its longest row: ``input_ids``, ``labels`` (-100), ``attention_mask``."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def _width(self, features: list[dict[str, Any]]) -> int:
+        width = max(len(f["input_ids"]) for f in features)
+        step = self.pad_to_multiple_of
+        return -(-width // step) * step if step else width
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = self._width(features)
+        batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "attention_mask": []}
+        for feature in features:
+            pad = width - len(feature["input_ids"])
+            batch["input_ids"].append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
+            batch["labels"].append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
+            batch["attention_mask"].append([1] * len(feature["input_ids"]) + [0] * pad)
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+
+
+class PackedCollator(PaddingCollator):
+    """Batches packed rows; padding forms its own segment, so no ``attention_mask`` is needed."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = self._width(features)
+        batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for feature in features:
+            pad = width - len(feature["input_ids"])
+            batch["input_ids"].append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
+            batch["labels"].append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
+            batch["position_ids"].append(list(feature["position_ids"]) + list(range(pad)))
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}

@@ -1,0 +1,97 @@
+"""Load what a run saved, generate from it, merge LoRA adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import FtcoreError
+
+
+def _trained_dir(cfg: Any) -> Path:
+    output = Path(cfg.output_dir)
+    if not (output / "config.json").is_file() and not (output / "adapter_config.json").is_file():
+        raise FtcoreError(f"no trained model in {output}: run ftcore train first (or pass --base)")
+    return output
+
+
+def load_trained(cfg: Any, use_base: bool = False) -> tuple[Any, Any]:
+    """The trained model (base + adapter, or full weights) and its tokenizer, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcore.modeling import build_model, load_tokenizer
+
+    if use_base:
+        tokenizer = load_tokenizer(cfg)
+        model = build_model(cfg)
+    else:
+        output = _trained_dir(cfg)
+        tokenizer = AutoTokenizer.from_pretrained(str(output))
+        if (output / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            base = build_model(cfg)
+            if len(tokenizer) > base.get_input_embeddings().num_embeddings:
+                base.resize_token_embeddings(len(tokenizer))
+            model = PeftModel.from_pretrained(base, str(output))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(output))
+    return model.eval(), tokenizer
+
+
+def _uses_chat(cfg: Any) -> bool:
+    return bool(cfg.chat_template) or any(ds.type == "chat_template" for ds in cfg.datasets)
+
+
+def make_generator(
+    loaded: Any, model: Any, tokenizer: Any, max_new_tokens: int = 64, chat: bool | None = None
+):
+    """A ``prompt -> completion`` function: a plugin's decoding loop, or greedy ``generate``."""
+    import torch
+
+    custom = loaded.host.inference_handler(loaded.cfg, model, tokenizer)
+    if custom is not None:
+        return custom
+    use_chat = _uses_chat(loaded.cfg) if chat is None else chat
+    if use_chat and not tokenizer.chat_template:
+        raise FtcoreError("--chat: the tokenizer has no chat template; set chat_template")
+
+    def generate(prompt: str) -> str:
+        if use_chat:
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        else:
+            ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+            if tokenizer.bos_token_id is not None:
+                ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=torch.ones_like(ids).to(model.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    return generate
+
+
+def merge_adapter(cfg: Any, output: str | None = None) -> Path:
+    """Merge the trained LoRA adapter into the base weights; save model and tokenizer."""
+    if not cfg.adapter:
+        raise FtcoreError("merge-lora: this config trains no adapter (adapter is not set)")
+    if cfg.adapter == "qlora":
+        raise FtcoreError(
+            "merge-lora: merge a QLoRA adapter into an unquantized base: set adapter: lora and "
+            "load_in_4bit: false for the merge"
+        )
+    model, tokenizer = load_trained(cfg)
+    merged = model.merge_and_unload()
+    target = Path(output) if output else Path(cfg.output_dir) / "merged"
+    merged.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+    return target

@@ -1,0 +1,185 @@
+"""The training pipeline: data -> model -> trainer -> train -> save -> manifest, hooks at every step.
+
+Order of the hooks in a run (after the config hooks of :func:`ftcore.config.load_config`):
+
+1. ``ftcore_dataset_strategies``, ``ftcore_load_datasets`` (rank 0 first; the others reuse the cache)
+2. ``ftcore_pre_model_load``, ``ftcore_post_model_build``, ``ftcore_pre_adapter_load`` and
+   ``ftcore_post_adapter_load`` (with an adapter), ``ftcore_post_model_load``
+3. ``ftcore_data_collator`` (train, then eval), ``ftcore_training_args``, ``ftcore_trainer_class``,
+   ``ftcore_callbacks``, ``ftcore_post_trainer_create``
+4. training: ``ftcore_create_optimizer``, ``ftcore_create_lr_scheduler``, ``ftcore_compute_loss``
+   on every step
+5. ``ftcore_save_model``, ``ftcore_post_train``, then ``ftcore_post_train_unload`` once memory is freed
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ftcore.dist import is_main_process, world_size
+from ftcore.errors import FtcoreError
+
+log = logging.getLogger("ftcore")
+
+PIPELINE_HOOK_ORDER = (
+    "ftcore_dataset_strategies",
+    "ftcore_load_datasets",
+    "ftcore_pre_model_load",
+    "ftcore_post_model_build",
+    "ftcore_post_model_load",
+    "ftcore_data_collator",
+    "ftcore_training_args",
+    "ftcore_trainer_class",
+    "ftcore_callbacks",
+    "ftcore_post_trainer_create",
+    "ftcore_create_optimizer",
+    "ftcore_create_lr_scheduler",
+    "ftcore_compute_loss",
+    "ftcore_save_model",
+    "ftcore_post_train",
+    "ftcore_post_train_unload",
+)
+
+
+def _quiet_other_ranks() -> None:
+    if not is_main_process():
+        log.setLevel(logging.WARNING)
+
+
+def prepare_data(loaded: Any) -> tuple[Any, Any]:
+    """Load the tokenizer and the tokenized datasets; rank 0 tokenizes, the others wait and reuse."""
+    from accelerate import PartialState
+
+    from ftcore.data.prepare import PreparedData, prepare_datasets
+    from ftcore.modeling import load_tokenizer
+
+    cfg, host = loaded.cfg, loaded.host
+    tokenizer = load_tokenizer(cfg)
+    strategies = {name: strategy for _, name, strategy in host.dataset_strategies()}
+    with PartialState().main_process_first():
+        custom = host.load_datasets(cfg, tokenizer)
+        if custom is None:
+            data = prepare_datasets(cfg, tokenizer, strategies)
+        elif isinstance(custom, PreparedData):
+            data = custom
+        else:
+            raise FtcoreError(
+                f"a plugin's ftcore_load_datasets returned {type(custom).__name__}; "
+                "it must return ftcore.data.prepare.PreparedData"
+            )
+    return tokenizer, data
+
+
+def preprocess(loaded: Any) -> Any:
+    """``ftcore preprocess``: fill the tokenization cache and report what it holds."""
+    _quiet_other_ranks()
+    _, data = prepare_data(loaded)
+    return data
+
+
+def _collators(cfg: Any, host: Any, tokenizer: Any) -> tuple[Any, Any]:
+    from ftcore.data.packing import PackedCollator, PaddingCollator
+
+    default = (PackedCollator if cfg.sample_packing else PaddingCollator)(tokenizer.pad_token_id)
+    train = host.data_collator(cfg, tokenizer, False) or default
+    evaluation = host.data_collator(cfg, tokenizer, True) or default
+    return train, evaluation
+
+
+def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
+    """Save weights and tokenizer into ``output_dir`` without ever leaving a half-written file."""
+    staging = output_dir / ".ftcore-final.tmp"
+    if is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    trainer.accelerator.wait_for_everyone()
+    if is_main_process():
+        tokenizer.save_pretrained(str(staging))
+        for item in sorted(staging.iterdir()):
+            target = output_dir / item.name
+            if item.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(item, target)
+        staging.rmdir()
+
+
+def train(loaded: Any) -> dict[str, Any]:
+    """``ftcore train``: run the whole pipeline; return the final metrics."""
+    from transformers import Trainer, set_seed
+
+    from ftcore.data.packing import pack_dataset
+    from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
+    from ftcore.modeling import load_model
+    from ftcore.training.arguments import training_arguments
+    from ftcore.training.checkpoints import resolve_resume
+    from ftcore.training.trainer import compose_trainer_class
+
+    _quiet_other_ranks()
+    cfg, host = loaded.cfg, loaded.host
+    output_dir = Path(cfg.output_dir)
+    set_seed(cfg.seed)
+    tokenizer, data = prepare_data(loaded)
+    train_set, eval_set = data.train, data.eval
+    if cfg.sample_packing:
+        train_set, efficiency = pack_dataset(train_set, cfg.sequence_len)
+        log.info(
+            "ftcore: packed %d examples into %d rows of %d tokens (efficiency %.1f%%)",
+            len(data.train),
+            len(train_set),
+            cfg.sequence_len,
+            100 * efficiency,
+        )
+        if eval_set is not None:
+            eval_set, _ = pack_dataset(eval_set, cfg.sequence_len)
+
+    set_seed(cfg.seed)
+    model = load_model(cfg, tokenizer, host)
+    train_collator, eval_collator = _collators(cfg, host, tokenizer)
+    args = training_arguments(cfg, host, len(train_set), eval_set is not None, world_size())
+    trainer_class = compose_trainer_class(host.trainer_class(cfg) or Trainer)
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=train_collator,
+        processing_class=tokenizer,
+        callbacks=host.callbacks(cfg, model),
+    )
+    trainer.ftcore_cfg, trainer.ftcore_host = cfg, host
+    trainer.ftcore_save_total_limit = cfg.save_total_limit
+    trainer.ftcore_eval_collator = eval_collator
+    host.post_trainer_create(cfg, trainer)
+
+    resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
+    if resume:
+        log.info("ftcore: resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    metrics = dict(result.metrics)
+    if eval_set is not None:
+        metrics.update(trainer.evaluate())
+
+    if not host.save_model(cfg, trainer, str(output_dir)):
+        _save_final(trainer, tokenizer, output_dir)
+    if is_main_process():
+        write_json_atomically(output_dir / MANIFEST_NAME, build_manifest(loaded, data, metrics))
+        log.info("ftcore: saved the model and %s to %s", MANIFEST_NAME, output_dir)
+    host.post_train(cfg, trainer)
+
+    del trainer, model
+    gc.collect()
+    _empty_device_cache()
+    host.post_train_unload(cfg)
+    return metrics
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,1 @@
+"""Building and running the trainer: arguments, hook-aware trainer, checkpoints."""

@@ -1,0 +1,94 @@
+"""``transformers.TrainingArguments`` from the config, plus what plugins contribute."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from ftcore.errors import FtcoreError
+
+log = logging.getLogger("ftcore")
+
+
+def _bf16(cfg: Any) -> bool:
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def _interval(
+    per_epoch: int | None, steps: int | None, updates_per_epoch: int
+) -> tuple[str, int | None]:
+    if steps:
+        return "steps", steps
+    if per_epoch:
+        return "steps", max(1, math.floor(updates_per_epoch / per_epoch))
+    return "epoch", None
+
+
+def training_arguments(
+    cfg: Any, host: Any, train_rows: int, has_eval: bool, world_size: int = 1
+) -> Any:
+    """Build the ``TrainingArguments`` of a run.
+
+    :param train_rows: rows (packed rows when packing) in the training set, to turn
+        ``evals_per_epoch``/``saves_per_epoch`` into step intervals.
+    """
+    from transformers import TrainingArguments
+
+    if cfg.fp16 and _bf16(cfg) and cfg.bf16 is True:
+        raise FtcoreError("bf16 and fp16 are both true; choose one")
+    per_update = cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size
+    updates_per_epoch = max(1, math.ceil(train_rows / per_update))
+    save_strategy, save_steps = _interval(cfg.saves_per_epoch, cfg.save_steps, updates_per_epoch)
+    eval_strategy, eval_steps = ("no", None)
+    if has_eval:
+        eval_strategy, eval_steps = _interval(
+            cfg.evals_per_epoch, cfg.eval_steps, updates_per_epoch
+        )
+    warmup: float = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
+    args: dict[str, Any] = {
+        "output_dir": cfg.output_dir,
+        "per_device_train_batch_size": cfg.micro_batch_size,
+        "per_device_eval_batch_size": cfg.eval_batch_size or cfg.micro_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "num_train_epochs": cfg.num_epochs,
+        "max_steps": cfg.max_steps or -1,
+        "learning_rate": cfg.learning_rate,
+        "optim": cfg.optimizer,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": warmup,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "logging_steps": cfg.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": eval_strategy,
+        "eval_steps": eval_steps,
+        "save_strategy": save_strategy,
+        "save_steps": save_steps,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": _bf16(cfg),
+        "fp16": cfg.fp16,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "dataloader_num_workers": cfg.dataloader_num_workers,
+        "remove_unused_columns": False,
+        "prediction_loss_only": True,
+        "report_to": "none",
+        "hub_model_id": cfg.hub_model_id,
+    }
+    if cfg.tf32:
+        args["tf32"] = True
+    for key, value in host.training_args(cfg).items():
+        if key in args and args[key] != value:
+            log.info(
+                "ftcore: a plugin sets training argument %s=%r (was %r)", key, value, args[key]
+            )
+        args[key] = value
+    try:
+        return TrainingArguments(**{k: v for k, v in args.items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise FtcoreError(f"invalid training arguments: {exc}") from exc

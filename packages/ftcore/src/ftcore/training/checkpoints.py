@@ -1,0 +1,79 @@
+"""Checkpoints that resume can trust.
+
+transformers writes a checkpoint file by file; a kill in the middle leaves a folder that looks like
+a checkpoint. ftcore writes a marker file (atomically: temp file, then rename) once a checkpoint is
+complete, and ``resume_from_checkpoint: auto`` only considers folders with the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ftcore.errors import FtcoreError
+
+MARKER = "ftcore-complete.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    staging = checkpoint / f".{MARKER}.tmp"
+    staging.write_text(json.dumps({"global_step": step}))
+    os.replace(staging, checkpoint / MARKER)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / MARKER).is_file()
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every checkpoint folder, oldest first, complete or not."""
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for child in output_dir.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def newest_complete(output_dir: Path) -> Path | None:
+    complete = [path for _, path in checkpoints(output_dir) if is_complete(path)]
+    return complete[-1] if complete else None
+
+
+def resolve_resume(setting: str | None, output_dir: Path) -> str | None:
+    """The checkpoint to resume from for ``resume_from_checkpoint`` (``auto``, a path, or unset)."""
+    if not setting:
+        return None
+    if setting == "auto":
+        found = newest_complete(output_dir)
+        return str(found) if found else None
+    path = Path(setting).expanduser()
+    if not path.is_dir():
+        raise FtcoreError(f"resume_from_checkpoint: no checkpoint folder at {setting}")
+    if not is_complete(path):
+        raise FtcoreError(
+            f"resume_from_checkpoint: {setting} is incomplete (no {MARKER}: the save was "
+            "interrupted); use resume_from_checkpoint: auto to take the newest complete one"
+        )
+    return str(path)
+
+
+def rotate(output_dir: Path, keep: int | None) -> None:
+    """Keep the ``keep`` newest complete checkpoints; drop incomplete ones older than those."""
+    if not keep:
+        return
+    entries = checkpoints(output_dir)
+    complete = [(step, path) for step, path in entries if is_complete(path)]
+    kept = complete[-keep:]
+    oldest_kept = kept[0][0] if kept else None
+    for step, path in entries:
+        if (step, path) in kept:
+            continue
+        if oldest_kept is not None and step < oldest_kept:
+            shutil.rmtree(path, ignore_errors=True)

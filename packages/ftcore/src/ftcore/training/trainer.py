@@ -1,0 +1,70 @@
+"""A mixin that routes the trainer's extension points through the plugin host.
+
+It is mixed into whichever ``transformers.Trainer`` class runs (the core's, or one a plugin chose
+through ``ftcore_trainer_class``), so ``ftcore_compute_loss``, ``ftcore_create_optimizer``,
+``ftcore_create_lr_scheduler`` and complete-checkpoint markers work with every trainer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftcore.training import checkpoints
+
+
+class FtcoreTrainerMixin:
+    """Plugin hooks and trustworthy checkpoints for a ``transformers.Trainer`` subclass."""
+
+    ftcore_cfg: Any = None
+    ftcore_host: Any = None
+    ftcore_save_total_limit: int | None = None
+    ftcore_eval_collator: Any = None
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.ftcore_eval_collator in (None, self.data_collator):
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.ftcore_eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = self.ftcore_host.compute_loss(self.ftcore_cfg, model, inputs, self)
+        if loss is None:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        return (loss, None) if return_outputs else loss
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            chosen = self.ftcore_host.create_optimizer(self.ftcore_cfg, model or self.model, self)
+            if chosen is not None:
+                self.optimizer = chosen
+                return chosen
+        return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            chosen = self.ftcore_host.create_lr_scheduler(
+                self.ftcore_cfg, self, optimizer or self.optimizer, num_training_steps
+            )
+            if chosen is not None:
+                self.lr_scheduler = chosen
+                return chosen
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            run_dir = Path(self._get_output_dir(trial=trial))
+            folder = run_dir / f"checkpoint-{self.state.global_step}"
+            checkpoints.mark_complete(folder, self.state.global_step)
+            checkpoints.rotate(run_dir, self.ftcore_save_total_limit)
+
+
+def compose_trainer_class(base: type) -> type:
+    """``base`` with :class:`FtcoreTrainerMixin` in front, keeping ``base``'s name for logs."""
+    return type(f"Ftcore{base.__name__}", (FtcoreTrainerMixin, base), {})
