@@ -190,6 +190,9 @@ def load_model(cfg: Any, tokenizer: Any, host: Any) -> Any:
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
+    # Training needs no KV cache; with one, transformers also skips the per-example attention mask
+    # that sample packing relies on.
+    model.config.use_cache = False
     host.post_model_build(cfg, model)
     if cfg.adapter:
         host.pre_adapter_load(cfg, model)

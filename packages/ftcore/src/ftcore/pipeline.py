@@ -57,11 +57,12 @@ def prepare_data(loaded: Any) -> tuple[Any, Any]:
 
     from ftcore.data.prepare import PreparedData, prepare_datasets
     from ftcore.modeling import load_tokenizer
+    from ftcore.training.arguments import has_accelerator
 
     cfg, host = loaded.cfg, loaded.host
     tokenizer = load_tokenizer(cfg)
     strategies = {name: strategy for _, name, strategy in host.dataset_strategies()}
-    with PartialState().main_process_first():
+    with PartialState(cpu=not has_accelerator()).main_process_first():
         custom = host.load_datasets(cfg, tokenizer)
         if custom is None:
             data = prepare_datasets(cfg, tokenizer, strategies)
@@ -94,6 +95,7 @@ def _collators(cfg: Any, host: Any, tokenizer: Any) -> tuple[Any, Any]:
 def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     """Save weights and tokenizer into ``output_dir`` without ever leaving a half-written file."""
     staging = output_dir / ".ftcore-final.tmp"
+    trainer.model.config.use_cache = True  # for whoever generates with the saved model
     if is_main_process():
         shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))

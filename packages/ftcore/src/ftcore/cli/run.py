@@ -41,10 +41,11 @@ def train(config_path: str, overrides: tuple[str, ...]) -> None:
     Overrides are written key=value or --key value (dotted for nested keys). Runs unchanged under
     ``accelerate launch`` and ``torchrun``.
     """
+    from ftcore.dist import is_main_process
     from ftcore.pipeline import train as run_training
 
     metrics = run_training(load(config_path, overrides))
-    if "train_loss" in metrics:
+    if "train_loss" in metrics and is_main_process():
         click.echo(f"train_loss: {metrics['train_loss']:.4f}")
 
 

@@ -11,6 +11,12 @@ from ftcore.errors import FtcoreError
 log = logging.getLogger("ftcore")
 
 
+def has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bf16(cfg: Any) -> bool:
     if cfg.bf16 != "auto":
         return bool(cfg.bf16)
@@ -76,12 +82,15 @@ def training_arguments(
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "dataloader_num_workers": cfg.dataloader_num_workers,
         "remove_unused_columns": False,
+        "ddp_find_unused_parameters": False,
         "prediction_loss_only": True,
         "report_to": "none",
         "hub_model_id": cfg.hub_model_id,
     }
     if cfg.tf32:
         args["tf32"] = True
+    if not has_accelerator():
+        args["use_cpu"] = True  # also makes torchrun/accelerate use gloo across CPU processes
     for key, value in host.training_args(cfg).items():
         if key in args and args[key] != value:
             log.info(

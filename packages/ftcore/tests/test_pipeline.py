@@ -1,0 +1,351 @@
+"""``ftcore train`` end to end on a tiny model: hooks, resume, accumulation, packing, adapters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftcore.config import load_config
+from ftcore.errors import FtcoreError
+from ftcore.host import HOOK_NAMES
+from ftcore.pipeline import train
+from ftcore.testing import save_tiny_model
+from ftcore.training import checkpoints
+
+CONFIG_HOOKS = [
+    "ftcore_config_schema",
+    "ftcore_dataset_strategies",
+    "ftcore_validate_config",
+    "ftcore_model_claims",
+    "ftcore_configure",
+]
+RUN_HOOKS = [
+    "ftcore_load_datasets",
+    "ftcore_pre_model_load",
+    "ftcore_post_model_build",
+    "ftcore_pre_adapter_load",
+    "ftcore_post_adapter_load",
+    "ftcore_post_model_load",
+    "ftcore_data_collator",
+    "ftcore_training_args",
+    "ftcore_trainer_class",
+    "ftcore_callbacks",
+    "ftcore_post_trainer_create",
+    "ftcore_create_optimizer",
+    "ftcore_create_lr_scheduler",
+    "ftcore_compute_loss",
+    "ftcore_save_model",
+    "ftcore_post_train",
+    "ftcore_post_train_unload",
+]
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    return save_tiny_model(str(tmp_path_factory.mktemp("model") / "tiny"), "llama", seed=0)
+
+
+def write_data(path: Path, count: int = 24) -> str:
+    rows = [{"text": f"{a}+{b}={a + b}"} for a in range(6) for b in range(4)][:count]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def run_config(tmp_path: Path, base_model: str, **keys) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return {
+        "base_model": base_model,
+        "datasets": [{"path": write_data(tmp_path / "data.jsonl"), "type": "completion"}],
+        "sequence_len": 16,
+        "micro_batch_size": 4,
+        "max_steps": 3,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "bf16": False,
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        "output_dir": str(tmp_path / "out"),
+        **keys,
+    }
+
+
+def weights(output_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(output_dir) / "model.safetensors"))
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=name)
+
+
+ALL_HOOKS_PLUGIN = """
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_compute_loss(cfg, model, inputs, trainer):
+    return None
+"""
+
+
+def test_every_hook_runs_once_in_the_documented_order(
+    tmp_path, base_model, plugin_site, hook_recorder
+):
+    plugin_site.add("unused", {}, {"testplugins.all_hooks": ALL_HOOKS_PLUGIN})
+    cfg = run_config(
+        tmp_path,
+        base_model,
+        plugins=["testplugins.all_hooks"],
+        adapter="lora",
+        val_set_size=0.25,
+        max_steps=2,
+    )
+    metrics = train(load_config(cfg))
+    first_calls = list(dict.fromkeys(hook_recorder.names))
+    assert first_calls == CONFIG_HOOKS + RUN_HOOKS
+    for once in (
+        "ftcore_configure",
+        "ftcore_post_train",
+        "ftcore_post_train_unload",
+        "ftcore_save_model",
+    ):
+        assert len(hook_recorder.calls_of(once)) == 1, once
+    assert len(hook_recorder.calls_of("ftcore_compute_loss")) >= 2  # every step, eval too
+    not_in_sft = {
+        "ftcore_cli_commands",
+        "ftcore_reward_functions",
+        "ftcore_on_rollouts",
+        "ftcore_inference_handler",
+    }
+    assert set(HOOK_NAMES) - set(first_calls) == not_in_sft
+    assert metrics["eval_loss"] > 0
+
+
+def test_loss_falls_and_the_output_is_complete(tmp_path, base_model):
+    cfg = run_config(tmp_path, base_model, max_steps=12, hf_token="hf_do_not_leak")
+    metrics = train(load_config(cfg))
+    out = Path(cfg["output_dir"])
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "ftcore_run.json"):
+        assert (out / name).is_file(), name
+    assert not (out / ".ftcore-final.tmp").exists()
+    manifest = json.loads((out / "ftcore_run.json").read_text())
+    assert manifest["versions"]["torch"] and manifest["versions"]["transformers"]
+    assert manifest["config"]["hf_token"] == "***"
+    assert "hf_do_not_leak" not in (out / "ftcore_run.json").read_text()
+    assert manifest["data"]["fingerprint"] and manifest["data"]["train_rows"] == 24
+    log = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert losses[-1] < losses[0] * 0.7, losses
+    assert metrics["train_loss"] > 0
+
+
+STOP_PLUGIN = """
+import os
+from transformers import TrainerCallback
+from ftcore import hookimpl
+
+class StopAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ.get("STOP_AT_STEP", "0")):
+            control.should_training_stop = True
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    return [StopAt()]
+"""
+
+
+def test_interrupted_then_resumed_run_ends_with_the_same_weights(
+    tmp_path, base_model, plugin_site, monkeypatch
+):
+    plugin_site.add("unused", {}, {"testplugins.stop": STOP_PLUGIN})
+    keys = {
+        "max_steps": 6,
+        "save_steps": 3,
+        "plugins": ["testplugins.stop"],
+        "optimizer": "adamw_torch",
+    }
+    straight = run_config(tmp_path / "a", base_model, **keys)
+    train(load_config(straight))
+
+    interrupted = run_config(tmp_path / "b", base_model, **keys)
+    monkeypatch.setenv("STOP_AT_STEP", "3")
+    train(load_config(interrupted))
+    out = Path(interrupted["output_dir"])
+    assert [step for step, _ in checkpoints.checkpoints(out)] == [3]
+    monkeypatch.delenv("STOP_AT_STEP")
+    train(load_config({**interrupted, "resume_from_checkpoint": "auto"}))
+    assert [step for step, _ in checkpoints.checkpoints(out)] == [3, 6]
+    assert_same_weights(weights(straight["output_dir"]), weights(out))
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path, base_model):
+    results = []
+    for name, keys in {
+        "big": {"micro_batch_size": 8},
+        "accumulated": {"micro_batch_size": 2, "gradient_accumulation_steps": 4},
+    }.items():
+        cfg = run_config(
+            tmp_path / name,
+            base_model,
+            max_steps=2,
+            optimizer="sgd",
+            learning_rate=0.5,
+            lr_scheduler="constant",
+            **keys,
+        )
+        train(load_config(cfg))
+        results.append(weights(cfg["output_dir"]))
+    assert_same_weights(*results, atol=1e-5)
+
+
+def test_packed_training_step_equals_unpacked(tmp_path, base_model):
+    results = []
+    for name, packing in (("plain", False), ("packed", True)):
+        cfg = run_config(
+            tmp_path / name, base_model, sample_packing=packing, sequence_len=64, micro_batch_size=24,
+            max_steps=1, optimizer="sgd", learning_rate=0.5, lr_scheduler="constant", max_grad_norm=0,
+        )  # fmt: skip
+        train(load_config(cfg))
+        results.append(weights(cfg["output_dir"]))
+    assert_same_weights(*results, atol=1e-5)
+
+
+def test_lora_saves_an_adapter_that_merges_into_the_same_model(tmp_path, base_model):
+    from ftcore.inference import load_trained, merge_adapter
+
+    cfg = load_config(run_config(tmp_path, base_model, adapter="lora", lora_r=4, max_steps=4)).cfg
+    train(load_config(run_config(tmp_path, base_model, adapter="lora", lora_r=4, max_steps=4)))
+    out = Path(cfg.output_dir)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    peft_model, tokenizer = load_trained(cfg)
+    merged_dir = merge_adapter(cfg)
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()
+    ids = torch.tensor([tokenizer("3+2=5").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged(ids).logits, peft_model(input_ids=ids).logits, atol=1e-5, rtol=1e-5
+        )
+
+
+def test_unfrozen_parameters_train_only_what_matches(tmp_path, base_model):
+    cfg = run_config(tmp_path, base_model, max_steps=2, unfrozen_parameters=[r"lm_head\."])
+    train(load_config(cfg))
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(base_model).state_dict()
+    after = weights(cfg["output_dir"])
+    changed = {name for name in after if not torch.equal(after[name], before[name])}
+    assert changed == {"lm_head.weight"}
+
+
+def test_incomplete_checkpoints_are_never_resumed(tmp_path):
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"partial")
+        if complete:
+            checkpoints.mark_complete(folder, step)
+    assert checkpoints.resolve_resume("auto", tmp_path) == str(tmp_path / "checkpoint-4")
+    with pytest.raises(FtcoreError, match="checkpoint-6 is incomplete"):
+        checkpoints.resolve_resume(str(tmp_path / "checkpoint-6"), tmp_path)
+    assert checkpoints.resolve_resume("auto", tmp_path / "empty") is None
+    checkpoints.rotate(tmp_path, keep=1)
+    assert [s for s, _ in checkpoints.checkpoints(tmp_path)] == [4, 6]
+
+
+def test_qlora_on_cpu_is_a_clear_error(tmp_path, base_model):
+    loaded = load_config(run_config(tmp_path, base_model, adapter="qlora", load_in_4bit=True))
+    with pytest.raises(
+        FtcoreError, match="needs a CUDA GPU and bitsandbytes; on this machine use adapter: lora"
+    ):
+        train(loaded)
+
+
+def cli(*args, cwd=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "ftcore", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_cli_reports_bad_data_without_a_traceback_or_output(tmp_path, base_model):
+    cfg = run_config(tmp_path, base_model)
+    cfg["datasets"] = [{"path": str(tmp_path / "missing.jsonl")}]
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(cfg))
+    result = cli("train", path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"dataset file not found: {tmp_path / 'missing.jsonl'}"
+    )
+    assert "Traceback" not in result.stderr
+    assert not Path(cfg["output_dir"]).exists()
+
+
+def test_cli_preprocess_then_train_reuses_the_cache(tmp_path, base_model):
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(run_config(tmp_path, base_model, max_steps=1)))
+    first = cli("preprocess", path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("tokenized: 24 train rows in ")
+    second = cli("preprocess", path)
+    assert second.stdout.startswith("already cached: 24 train rows in ")
+    trained = cli("train", path)
+    assert trained.returncode == 0, trained.stderr
+    assert "loaded tokenized datasets from cache" in trained.stderr
+    assert "Tokenizing" not in trained.stderr
+
+
+COUNTING_PLUGIN = """
+import os
+from ftcore import hookimpl
+from ftcore.data.strategies import BUILTIN_STRATEGIES
+
+class Counted:
+    def tokenize(self, row, tokenizer, ds, cfg):
+        with open(os.environ["COUNT_FILE"], "a") as handle:
+            handle.write(os.environ.get("RANK", "0") + "\\n")
+        return BUILTIN_STRATEGIES["completion"].tokenize(row, tokenizer, ds, cfg)
+
+@hookimpl
+def ftcore_dataset_strategies():
+    return {"counted": Counted()}
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_one_tokenization(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.counting": COUNTING_PLUGIN})
+    cfg = run_config(tmp_path, base_model, plugins=["testplugins.counting"], max_steps=4)
+    cfg["datasets"][0]["type"] = "counted"
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(cfg))
+    env = {**plugin_site.env(), "COUNT_FILE": str(tmp_path / "count.txt")}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ftcore", "train", str(path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "count.txt").read_text().split() == ["0"] * 24  # rank 0 tokenized, once
+    assert result.stdout.count("train_loss:") == 1  # rank 0 reports
+    assert result.stderr.count("ftcore: saved the model") == 1
+    state = json.loads(
+        (Path(cfg["output_dir"]) / "checkpoint-4" / "trainer_state.json").read_text()
+    )
+    assert state["global_step"] == 4
+    manifest = json.loads((Path(cfg["output_dir"]) / "ftcore_run.json").read_text())
+    assert manifest["plugins"][0]["name"] == "testplugins.counting"
