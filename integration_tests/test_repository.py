@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, clean_env, copy_checkout, sh
@@ -24,10 +26,28 @@ def test_readme_setup_command_works_in_a_fresh_checkout(tmp_path):
     checkout = copy_checkout(tmp_path / "clone")
     setup = readme_commands()[0]
     env = clean_env()
+    start = time.perf_counter()
     result = sh("bash", "-c", setup, cwd=checkout, env=env)
-    assert "config OK: examples/quickstart.yml" in result.stdout
-    listed = sh(checkout / ".venv/bin/ftcore", "plugins", cwd=checkout, env=env)
-    assert listed.returncode == 0
+    print(f"README setup + quickstart: {time.perf_counter() - start:.0f} s")
+    assert result.stdout.strip().splitlines()[-1] == "7"  # what the model learned
+
+    manifest = json.loads((checkout / "outputs/quickstart/ftcore_run.json").read_text())
+    print(
+        f"quickstart: {manifest['metrics']['train_runtime']:.1f} s training, metrics {manifest['metrics']}"
+    )
+    state = json.loads(
+        next((checkout / "outputs/quickstart").glob("checkpoint-*/trainer_state.json")).read_text()
+    )
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    assert losses[0] > 4 and losses[-1] < 1.0, losses
+
+    ftcore = checkout / ".venv/bin/ftcore"
+    answers = subprocess.run(
+        [ftcore, "inference", "examples/quickstart.yml"], input="2+2=\n9+8=\n", capture_output=True, text=True, cwd=checkout, env=env
+    )  # fmt: skip
+    assert answers.stdout.split() == ["4", "17"]
+    listed = sh(ftcore, "plugins", cwd=checkout, env=env)
+    assert listed.stdout.startswith("no plugins installed")
 
 
 def test_generated_docs_are_current():

@@ -349,3 +349,51 @@ def test_two_processes_train_with_one_tokenization(tmp_path, base_model, plugin_
     assert state["global_step"] == 4
     manifest = json.loads((Path(cfg["output_dir"]) / "ftcore_run.json").read_text())
     assert manifest["plugins"][0]["name"] == "testplugins.counting"
+
+
+HANDLER_PLUGIN = """
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_inference_handler(cfg, model, tokenizer):
+    return lambda prompt: "handled " + prompt + " with " + type(model).__name__
+"""
+
+
+def test_inference_hook_replaces_the_decoding_loop(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.handler": HANDLER_PLUGIN})
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(run_config(tmp_path, base_model, plugins=["testplugins.handler"])))
+    result = cli("inference", path, "--base", "--prompt", "hi", env=plugin_site.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "handled hi with LlamaForCausalLM"
+
+
+def test_chat_inference_applies_the_template(tmp_path, base_model):
+    from ftcore.inference import make_generator
+
+    loaded = load_config(run_config(tmp_path, base_model))
+    seen = []
+
+    class Recorder:
+        device = "cpu"
+
+        def generate(self, input_ids, **kwargs):
+            seen.append(input_ids)
+            return torch.cat([input_ids, torch.tensor([[40]])], dim=1)
+
+    from ftcore.testing import load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    assert make_generator(loaded, Recorder(), tokenizer, chat=True)("hi") == tokenizer.decode([40])
+    assert tokenizer.decode(seen[0][0]) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    make_generator(loaded, Recorder(), tokenizer, chat=False)("hi")
+    assert tokenizer.decode(seen[1][0]) == "<s>hi"
+
+
+def test_inference_before_training_says_what_to_do(tmp_path, base_model):
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(run_config(tmp_path, base_model)))
+    result = cli("inference", path, "--prompt", "hi")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("run ftcore train first (or pass --base)")
