@@ -397,3 +397,18 @@ def test_inference_before_training_says_what_to_do(tmp_path, base_model):
     result = cli("inference", path, "--prompt", "hi")
     assert result.returncode == 2
     assert result.stderr.strip().endswith("run ftcore train first (or pass --base)")
+
+
+def test_added_tokens_resize_the_embeddings_and_checkpointing_trains(tmp_path, base_model):
+    new_tokens = [f"<extra_{i}>" for i in range(30)]  # 103 + 30 > the model's 128 rows
+    cfg = run_config(
+        tmp_path, base_model, tokens=new_tokens, special_tokens={"pad_token": "<pad>"},
+        gradient_checkpointing=True, max_steps=2,
+    )  # fmt: skip
+    train(load_config(cfg))
+    saved = weights(cfg["output_dir"])
+    assert saved["model.embed_tokens.weight"].shape[0] == 133
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg["output_dir"])
+    assert tokenizer.convert_tokens_to_ids("<extra_29>") == 132

@@ -26,25 +26,6 @@ from ftcore.errors import FtcoreError
 
 log = logging.getLogger("ftcore")
 
-PIPELINE_HOOK_ORDER = (
-    "ftcore_dataset_strategies",
-    "ftcore_load_datasets",
-    "ftcore_pre_model_load",
-    "ftcore_post_model_build",
-    "ftcore_post_model_load",
-    "ftcore_data_collator",
-    "ftcore_training_args",
-    "ftcore_trainer_class",
-    "ftcore_callbacks",
-    "ftcore_post_trainer_create",
-    "ftcore_create_optimizer",
-    "ftcore_create_lr_scheduler",
-    "ftcore_compute_loss",
-    "ftcore_save_model",
-    "ftcore_post_train",
-    "ftcore_post_train_unload",
-)
-
 
 def _quiet_other_ranks() -> None:
     if not is_main_process():

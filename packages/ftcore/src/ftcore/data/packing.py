@@ -66,6 +66,23 @@ def pack_dataset(dataset: Any, capacity: int) -> tuple[Any, float]:
     return datasets.Dataset.from_dict(rows), packing_efficiency(lengths, bins, capacity)
 
 
+def _pad(
+    features: list[dict[str, Any]], fills: dict[str, Any], multiple: int | None
+) -> dict[str, Any]:
+    """Pad each listed field of every row to the batch width; ``fills[field](pad)`` gives the padding."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    if multiple:
+        width = -(-width // multiple) * multiple
+    batch: dict[str, list[list[int]]] = {name: [] for name in fills}
+    for feature in features:
+        pad = width - len(feature["input_ids"])
+        for name, fill in fills.items():
+            batch[name].append(list(feature[name]) + fill(pad))
+    return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
+
+
 class PaddingCollator:
     """Pads a batch to its longest row: ``input_ids``, ``labels`` (-100), ``attention_mask``."""
 
@@ -73,35 +90,29 @@ class PaddingCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def _width(self, features: list[dict[str, Any]]) -> int:
-        width = max(len(f["input_ids"]) for f in features)
-        step = self.pad_to_multiple_of
-        return -(-width // step) * step if step else width
-
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        width = self._width(features)
-        batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "attention_mask": []}
-        for feature in features:
-            pad = width - len(feature["input_ids"])
-            batch["input_ids"].append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
-            batch["labels"].append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
-            batch["attention_mask"].append([1] * len(feature["input_ids"]) + [0] * pad)
-        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+        rows = [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features]
+        return _pad(
+            rows,
+            {
+                "input_ids": lambda pad: [self.pad_token_id] * pad,
+                "labels": lambda pad: [IGNORE_INDEX] * pad,
+                "attention_mask": lambda pad: [0] * pad,
+            },
+            self.pad_to_multiple_of,
+        )
 
 
 class PackedCollator(PaddingCollator):
     """Batches packed rows; padding forms its own segment, so no ``attention_mask`` is needed."""
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        width = self._width(features)
-        batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
-        for feature in features:
-            pad = width - len(feature["input_ids"])
-            batch["input_ids"].append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
-            batch["labels"].append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
-            batch["position_ids"].append(list(feature["position_ids"]) + list(range(pad)))
-        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+        return _pad(
+            features,
+            {
+                "input_ids": lambda pad: [self.pad_token_id] * pad,
+                "labels": lambda pad: [IGNORE_INDEX] * pad,
+                "position_ids": lambda pad: list(range(pad)),
+            },
+            self.pad_to_multiple_of,
+        )

@@ -230,20 +230,15 @@ def prepare_datasets(
     try:
         summary: dict[str, Any] = {"fingerprint": key, "datasets": {}}
         with (staging / REPORT_NAME).open("w", encoding="utf-8") as report:
-            trains = []
-            for ds in cfg.datasets:
-                part, stats = _tokenize_one(
-                    ds, cfg, tokenizer, strategies, report, cache_dir / REPORT_NAME
-                )
-                trains.append(part)
-                summary["datasets"][ds.path] = stats
-            evals = []
-            for ds in cfg.test_datasets:
-                part, stats = _tokenize_one(
-                    ds, cfg, tokenizer, strategies, report, cache_dir / REPORT_NAME
-                )
-                evals.append(part)
-                summary["datasets"][ds.path] = stats
+            parts: dict[str, list[Any]] = {"train": [], "eval": []}
+            for split, entries in (("train", cfg.datasets), ("eval", cfg.test_datasets)):
+                for ds in entries:
+                    part, stats = _tokenize_one(
+                        ds, cfg, tokenizer, strategies, report, cache_dir / REPORT_NAME
+                    )
+                    parts[split].append(part)
+                    summary["datasets"][ds.path] = stats
+        trains, evals = parts["train"], parts["eval"]
         train = datasets.concatenate_datasets(trains)
         if evals:
             eval_set = datasets.concatenate_datasets(evals)
