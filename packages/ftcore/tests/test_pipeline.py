@@ -262,6 +262,7 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
     assert [s for s, _ in checkpoints.checkpoints(tmp_path)] == [4, 6]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU message")
 def test_qlora_on_cpu_is_a_clear_error(tmp_path, base_model):
     loaded = load_config(run_config(tmp_path, base_model, adapter="qlora", load_in_4bit=True))
     with pytest.raises(

@@ -9,6 +9,8 @@ Fixtures:
 * ``hook_recorder`` -- records every hook call of hosts created during the test.
 * ``plugin_site`` -- a :class:`PluginSite` on ``sys.path`` for made-up installed plugins.
 
+Tests marked ``@pytest.mark.gpu`` are skipped where CUDA is not available.
+
 Helpers: :class:`PluginContract`, :func:`build_tiny_model`, :func:`tiny_model_config`,
 :data:`TINY_MODEL_FAMILIES`, :func:`load_tiny_tokenizer`.
 """
@@ -44,6 +46,26 @@ __all__ = [
     "save_tiny_model",
     "tiny_model_config",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA GPU; skipped where none is present (run on the GPU machine)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests cleanly on machines without CUDA (CI)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in gpu_tests:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
