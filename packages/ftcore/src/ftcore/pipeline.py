@@ -91,16 +91,39 @@ def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
         staging.rmdir()
 
 
+def _sft_trainer(
+    loaded: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any, args_for: Any
+) -> Any:
+    from transformers import Trainer
+
+    from ftcore.training.trainer import compose_trainer_class
+
+    cfg, host = loaded.cfg, loaded.host
+    train_collator, eval_collator = _collators(cfg, host, tokenizer)
+    args = args_for()
+    trainer_class = compose_trainer_class(host.trainer_class(cfg) or Trainer)
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=train_collator,
+        processing_class=tokenizer,
+        callbacks=host.callbacks(cfg, model),
+    )
+    trainer.ftcore_eval_collator = eval_collator
+    return trainer
+
+
 def train(loaded: Any) -> dict[str, Any]:
     """``ftcore train``: run the whole pipeline; return the final metrics."""
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from ftcore.data.packing import pack_dataset
     from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
     from ftcore.training.checkpoints import resolve_resume
-    from ftcore.training.trainer import compose_trainer_class
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
@@ -122,21 +145,21 @@ def train(loaded: Any) -> dict[str, Any]:
 
     set_seed(cfg.seed)
     model = load_model(cfg, tokenizer, host)
-    train_collator, eval_collator = _collators(cfg, host, tokenizer)
-    args = training_arguments(cfg, host, len(train_set), eval_set is not None, world_size())
-    trainer_class = compose_trainer_class(host.trainer_class(cfg) or Trainer)
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=train_collator,
-        processing_class=tokenizer,
-        callbacks=host.callbacks(cfg, model),
-    )
+
+    def args_for(arguments_class: type | None = None, extra: dict[str, Any] | None = None) -> Any:
+        rows = len(train_set)
+        return training_arguments(
+            cfg, host, rows, eval_set is not None, world_size(), arguments_class, extra
+        )
+
+    if cfg.rl:
+        from ftcore.rl import build_rl_trainer
+
+        trainer = build_rl_trainer(loaded, model, tokenizer, train_set, eval_set, args_for)
+    else:
+        trainer = _sft_trainer(loaded, model, tokenizer, train_set, eval_set, args_for)
     trainer.ftcore_cfg, trainer.ftcore_host = cfg, host
     trainer.ftcore_save_total_limit = cfg.save_total_limit
-    trainer.ftcore_eval_collator = eval_collator
     host.post_trainer_create(cfg, trainer)
 
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)

@@ -13,11 +13,12 @@ import yaml
 from pydantic import ValidationError
 
 from ftcore.claims import find_claim_conflicts
+from ftcore.config.checks import core_problems
 from ftcore.config.compose import compose_schema
 from ftcore.config.messages import problems_from_validation
 from ftcore.config.overrides import apply_overrides, parse_override_args
 from ftcore.config.redact import redact
-from ftcore.config.schema import BUILTIN_DATASET_TYPES, CoreConfig
+from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES, CoreConfig
 from ftcore.discovery import load_plugins
 from ftcore.errors import ConfigError, FtcoreError, Problem
 from ftcore.host import PluginHost
@@ -69,7 +70,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def dataset_types(host: PluginHost) -> tuple[set[str], list[Problem]]:
     """Names usable as ``datasets[].type``: the core's and those plugins add."""
-    owners = {name: "core" for name in BUILTIN_DATASET_TYPES}
+    owners = {name: "core" for name in (*BUILTIN_DATASET_TYPES, *RL_DATASET_TYPES)}
     problems = []
     for plugin, name, _strategy in host.dataset_strategies():
         if name in owners:
@@ -139,7 +140,7 @@ def load_config(
     if problems:
         raise ConfigError(problems, label)
 
-    problems = host.validate_config(cfg)
+    problems = core_problems(cfg) + host.validate_config(cfg)
     problems += [
         Problem(path, message) for path, message in find_claim_conflicts(host.model_claims(cfg))
     ]

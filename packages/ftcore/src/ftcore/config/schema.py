@@ -14,6 +14,17 @@ from pydantic_core import PydanticCustomError
 
 BUILTIN_DATASET_TYPES = ("completion", "alpaca", "chat_template", "input_output")
 
+#: Dataset types of preference and RL training, and the ``rl`` methods each one serves.
+RL_DATASET_TYPES = {
+    "preference": ("dpo", "orpo"),
+    "chatml.intel": ("dpo", "orpo"),
+    "chatml.argilla": ("dpo", "orpo"),
+    "chatml.ultra": ("dpo", "orpo"),
+    "kto": ("kto",),
+    "prompt": ("grpo",),
+}
+RL_METHODS = ("dpo", "kto", "orpo", "grpo")
+
 
 class StrictModel(BaseModel):
     """Base of every config block: unknown keys are errors, assignment is validated."""
@@ -83,6 +94,44 @@ class SpecialTokens(StrictModel):
     eos_token: str | None = Field(None, description="End-of-sequence token.")
     pad_token: str | None = Field(None, description="Padding token.")
     unk_token: str | None = Field(None, description="Unknown token.")
+
+
+class TrlConfig(StrictModel):
+    """``trl:`` settings of the TRL trainer that ``rl:`` selects (unset keys keep TRL's defaults)."""
+
+    beta: float | None = Field(
+        None, ge=0.0, description="KL / preference strength (DPO, KTO, ORPO, GRPO)."
+    )
+    loss_type: str | None = Field(
+        None, description="TRL loss variant, e.g. `sigmoid`, `ipo`, `dapo`."
+    )
+    num_generations: int | None = Field(
+        None, ge=2, description="GRPO: completions sampled per prompt."
+    )
+    max_completion_length: int | None = Field(
+        None, gt=0, description="GRPO and ORPO: longest completion in tokens."
+    )
+    temperature: float | None = Field(None, gt=0.0, description="GRPO: sampling temperature.")
+    reward_funcs: list[str] = Field(
+        default_factory=list,
+        description="GRPO: reward functions by dotted path (`my_pkg.rewards:exact_match`) or by "
+        "name (TRL's built-in rewards, and those plugins register).",
+    )
+    reward_weights: list[float] | None = Field(
+        None, description="GRPO: one weight per reward function, in order."
+    )
+    use_vllm: bool = Field(
+        False, description="GRPO: generate with a vLLM server (`trl vllm-serve`)."
+    )
+    vllm_server_host: str = Field("127.0.0.1", description="GRPO: host of the vLLM server.")
+    vllm_server_port: int = Field(8000, gt=0, description="GRPO: port of the vLLM server.")
+    vllm_server_timeout: float = Field(
+        240.0, gt=0, description="GRPO: seconds to wait for the vLLM server."
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other field of the TRL config class, passed as is.",
+    )
 
 
 class CoreConfig(StrictModel):
@@ -210,6 +259,12 @@ class CoreConfig(StrictModel):
         None, description="A checkpoint folder, or `auto` for the newest complete one."
     )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
+
+    # ---- preference and RL training
+    rl: Literal["dpo", "kto", "orpo", "grpo"] | None = Field(
+        None, description="Train with a TRL trainer instead of supervised fine-tuning."
+    )
+    trl: TrlConfig = Field(default_factory=TrlConfig, description="Settings of the TRL trainer.")
 
     # ---- hub and tracking
     hub_model_id: str | None = Field(None, description="Hub repository to push the model to.")

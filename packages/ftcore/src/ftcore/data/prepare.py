@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore import __version__
+from ftcore.data.preference import RL_FORMATTERS
 from ftcore.data.sources import data_files_of, is_saved_dataset, load_rows
 from ftcore.data.strategies import BUILTIN_STRATEGIES, IGNORE_INDEX, RowError
 from ftcore.errors import FtcoreError
@@ -35,6 +36,7 @@ TOKENIZATION_KEYS = (
     "shuffle",
     "seed",
     "strict",
+    "rl",
 )
 REPORT_NAME = "skipped_rows.jsonl"
 
@@ -132,29 +134,10 @@ def _summarize(reasons: Counter) -> str:
     return ", ".join(f"{count} {reason}" for reason, count in grouped.most_common())
 
 
-def _tokenize_one(
-    ds: Any, cfg: Any, tokenizer: Any, strategies: dict[str, Any], report: Any, report_path: Path
-):
-    import datasets
-
-    rows = load_rows(ds)
-    if ds.type not in strategies:
-        raise FtcoreError(f"unknown dataset type '{ds.type}' for {ds.path}")
-    processes = cfg.dataset_processes or (os.cpu_count() if len(rows) >= 20_000 else None)
-    tokenized = rows.map(
-        _row_converter(strategies[ds.type], tokenizer, ds, cfg),
-        remove_columns=rows.column_names,
-        num_proc=processes,
-        desc=f"Tokenizing {ds.path}",
-        features=datasets.Features(
-            {
-                "input_ids": datasets.Sequence(datasets.Value("int32")),
-                "labels": datasets.Sequence(datasets.Value("int32")),
-                "error": datasets.Value("string"),
-            }
-        ),
-    )
-    errors = tokenized["error"]
+def _check_skipped(
+    ds: Any, cfg: Any, total: int, errors: list[str], report: Any, report_path: Path
+) -> dict:
+    """Report the rows that did not fit (one warning, the report file) or raise per the config."""
     skipped = [(index, reason) for index, reason in enumerate(errors) if reason]
     for index, reason in skipped:
         report.write(json.dumps({"dataset": ds.path, "row": index, "reason": reason}) + "\n")
@@ -170,25 +153,69 @@ def _tokenize_one(
     if skipped and cfg.strict:
         examples = "; ".join(f"row {i}: {r}" for i, r in skipped[:3])
         raise FtcoreError(
-            f"dataset {ds.path}: {len(skipped)} of {len(rows)} rows do not fit type "
+            f"dataset {ds.path}: {len(skipped)} of {total} rows do not fit type "
             f"'{ds.type}' ({examples}); fix them, or set strict: false to skip them"
         )
-    if len(skipped) == len(rows):
+    if len(skipped) == total:
         raise FtcoreError(
-            f"dataset {ds.path}: none of its {len(rows)} rows fits type '{ds.type}' "
+            f"dataset {ds.path}: none of its {total} rows fits type '{ds.type}' "
             f"({_summarize(reasons)}); check type, field names and sequence_len"
         )
     if skipped:
         log.warning(
             "ftcore: skipped %d of %d rows of %s (%s); the rows are listed in %s",
             len(skipped),
-            len(rows),
+            total,
             ds.path,
             _summarize(reasons),
             report_path,
         )
+    return {"rows": total, "kept": total - len(skipped), "skipped": dict(reasons)}
+
+
+def _tokenize_one(ds: Any, cfg: Any, tokenizer: Any, strategy: Any, report: Any, report_path: Path):
+    import datasets
+
+    rows = load_rows(ds)
+    processes = cfg.dataset_processes or (os.cpu_count() if len(rows) >= 20_000 else None)
+    tokenized = rows.map(
+        _row_converter(strategy, tokenizer, ds, cfg),
+        remove_columns=rows.column_names,
+        num_proc=processes,
+        desc=f"Tokenizing {ds.path}",
+        features=datasets.Features(
+            {
+                "input_ids": datasets.Sequence(datasets.Value("int32")),
+                "labels": datasets.Sequence(datasets.Value("int32")),
+                "error": datasets.Value("string"),
+            }
+        ),
+    )
+    stats = _check_skipped(ds, cfg, len(rows), tokenized["error"], report, report_path)
     kept = tokenized.filter(lambda error: not error, input_columns="error").remove_columns("error")
-    return kept, {"rows": len(rows), "kept": len(kept), "skipped": dict(reasons)}
+    return kept, stats
+
+
+def _format_one(ds: Any, cfg: Any, formatter: Any, report: Any, report_path: Path):
+    """Preference and RL rows: renamed and normalised for TRL, which tokenizes them itself."""
+    import datasets
+
+    rows = load_rows(ds)
+    kept, errors = [], []
+    for row in rows:
+        try:
+            kept.append(formatter(row, ds))
+            errors.append("")
+        except RowError as exc:
+            errors.append(str(exc))
+    stats = _check_skipped(ds, cfg, len(rows), errors, report, report_path)
+    try:
+        return datasets.Dataset.from_list(kept), stats
+    except Exception as exc:  # pyarrow cannot hold text in some rows and messages in others
+        raise FtcoreError(
+            f"dataset {ds.path}: rows mix text and message lists in one column ({exc}); "
+            "use one form per dataset"
+        ) from None
 
 
 def _split(train: Any, cfg: Any) -> tuple[Any, Any]:
@@ -233,9 +260,17 @@ def prepare_datasets(
             parts: dict[str, list[Any]] = {"train": [], "eval": []}
             for split, entries in (("train", cfg.datasets), ("eval", cfg.test_datasets)):
                 for ds in entries:
-                    part, stats = _tokenize_one(
-                        ds, cfg, tokenizer, strategies, report, cache_dir / REPORT_NAME
-                    )
+                    report_path = cache_dir / REPORT_NAME
+                    if ds.type in RL_FORMATTERS:
+                        formatter = RL_FORMATTERS[ds.type]
+                        part, stats = _format_one(ds, cfg, formatter, report, report_path)
+                    elif ds.type in strategies:
+                        strategy = strategies[ds.type]
+                        part, stats = _tokenize_one(
+                            ds, cfg, tokenizer, strategy, report, report_path
+                        )
+                    else:
+                        raise FtcoreError(f"unknown dataset type '{ds.type}' for {ds.path}")
                     parts[split].append(part)
                     summary["datasets"][ds.path] = stats
         trains, evals = parts["train"], parts["eval"]
@@ -250,7 +285,8 @@ def prepare_datasets(
         datasets.DatasetDict(splits).save_to_disk(str(staging / "data"))
         summary["train_rows"] = len(train)
         summary["eval_rows"] = len(eval_set) if eval_set is not None else 0
-        summary["train_tokens"] = int(sum(len(ids) for ids in train["input_ids"]))
+        if "input_ids" in train.column_names:
+            summary["train_tokens"] = int(sum(len(ids) for ids in train["input_ids"]))
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
         if cache_dir.exists():  # another process finished first: keep its copy
             shutil.rmtree(staging)

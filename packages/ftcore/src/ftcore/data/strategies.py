@@ -85,6 +85,29 @@ class Alpaca:
 _ROLE_ALIASES = {"human": "user", "gpt": "assistant", "model": "assistant"}
 
 
+def read_messages(turns: Any, ds: Any, field: str) -> list[dict[str, str]]:
+    """Messages of a row as ``[{"role", "content"}]``, read through ``message_property_mappings``."""
+    if turns is None:
+        raise RowError(f"missing field '{field}'")
+    if not isinstance(turns, list) or not turns:
+        raise RowError(f"field '{field}' is not a non-empty list of messages")
+    role_key = ds.message_property_mappings.get("role", "role")
+    content_key = ds.message_property_mappings.get("content", "content")
+    messages = []
+    for position, turn in enumerate(turns):
+        if not isinstance(turn, dict) or role_key not in turn or content_key not in turn:
+            raise RowError(
+                f"message {position} of '{field}' lacks '{role_key}' or '{content_key}' "
+                "(set message_property_mappings for other key names)"
+            )
+        content = turn[content_key]
+        if not isinstance(content, str):
+            raise RowError(f"message {position} content is {type(content).__name__}, not text")
+        role = str(turn[role_key])
+        messages.append({"role": _ROLE_ALIASES.get(role, role), "content": content})
+    return messages
+
+
 class ChatTemplate:
     """Conversations rendered with a chat template; loss on the roles in ``roles_to_train``.
 
@@ -95,7 +118,7 @@ class ChatTemplate:
     """
 
     def tokenize(self, row, tokenizer, ds, cfg):
-        messages = self._messages(row, ds)
+        messages = read_messages(row.get(ds.field_messages), ds, ds.field_messages)
         template = ds.chat_template or cfg.chat_template or None
 
         def render(turns: list[dict[str, str]], generation_prompt: bool = False) -> str:
@@ -137,29 +160,6 @@ class ChatTemplate:
             for token, (begin, _end) in zip(ids, encoded["offset_mapping"])
         ]
         return {"input_ids": ids, "labels": labels}
-
-    @staticmethod
-    def _messages(row: dict[str, Any], ds: Any) -> list[dict[str, str]]:
-        turns = row.get(ds.field_messages)
-        if turns is None:
-            raise RowError(f"missing field '{ds.field_messages}'")
-        if not isinstance(turns, list) or not turns:
-            raise RowError(f"field '{ds.field_messages}' is not a non-empty list of messages")
-        role_key = ds.message_property_mappings.get("role", "role")
-        content_key = ds.message_property_mappings.get("content", "content")
-        messages = []
-        for position, turn in enumerate(turns):
-            if not isinstance(turn, dict) or role_key not in turn or content_key not in turn:
-                raise RowError(
-                    f"message {position} lacks '{role_key}' or '{content_key}' "
-                    "(set message_property_mappings for other key names)"
-                )
-            role = str(turn[role_key])
-            content = turn[content_key]
-            if not isinstance(content, str):
-                raise RowError(f"message {position} content is {type(content).__name__}, not text")
-            messages.append({"role": _ROLE_ALIASES.get(role, role), "content": content})
-        return messages
 
 
 class InputOutput:

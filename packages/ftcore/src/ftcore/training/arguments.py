@@ -36,17 +36,24 @@ def _interval(
 
 
 def training_arguments(
-    cfg: Any, host: Any, train_rows: int, has_eval: bool, world_size: int = 1
+    cfg: Any,
+    host: Any,
+    train_rows: int,
+    has_eval: bool,
+    world_size: int = 1,
+    arguments_class: type | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the ``TrainingArguments`` of a run.
+    """Build the ``TrainingArguments`` (or a TRL config class) of a run.
 
     :param train_rows: rows (packed rows when packing) in the training set, to turn
         ``evals_per_epoch``/``saves_per_epoch`` into step intervals.
+    :param arguments_class: ``TrainingArguments`` or a subclass such as ``trl.DPOConfig``.
+    :param extra: method-specific values (the ``trl:`` block), applied before plugin values.
     """
     from transformers import TrainingArguments
 
-    if cfg.fp16 and _bf16(cfg) and cfg.bf16 is True:
-        raise FtcoreError("bf16 and fp16 are both true; choose one")
+    arguments_class = arguments_class or TrainingArguments
     per_update = cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size
     updates_per_epoch = max(1, math.ceil(train_rows / per_update))
     save_strategy, save_steps = _interval(cfg.saves_per_epoch, cfg.save_steps, updates_per_epoch)
@@ -91,6 +98,7 @@ def training_arguments(
         args["tf32"] = True
     if not has_accelerator():
         args["use_cpu"] = True  # also makes torchrun/accelerate use gloo across CPU processes
+    args.update(extra or {})
     for key, value in host.training_args(cfg).items():
         if key in args and args[key] != value:
             log.info(
@@ -98,6 +106,6 @@ def training_arguments(
             )
         args[key] = value
     try:
-        return TrainingArguments(**{k: v for k, v in args.items() if v is not None})
+        return arguments_class(**{k: v for k, v in args.items() if v is not None})
     except (TypeError, ValueError) as exc:
-        raise FtcoreError(f"invalid training arguments: {exc}") from exc
+        raise FtcoreError(f"invalid {arguments_class.__name__}: {exc}") from exc

@@ -1,0 +1,86 @@
+"""Cross-field checks of the core keys, run once every key passed its schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES
+from ftcore.errors import Problem
+
+_GRPO_ONLY = ("num_generations", "temperature", "reward_funcs", "reward_weights", "use_vllm")
+
+
+def _dataset_problems(cfg: Any) -> list[Problem]:
+    problems = []
+    for key in ("datasets", "test_datasets"):
+        for index, ds in enumerate(getattr(cfg, key)):
+            path = f"{key}[{index}].type"
+            methods = RL_DATASET_TYPES.get(ds.type)
+            if cfg.rl and ds.type in BUILTIN_DATASET_TYPES:
+                wanted = ", ".join(t for t, m in RL_DATASET_TYPES.items() if cfg.rl in m)
+                problems.append(
+                    Problem(path, f"'{ds.type}' is a supervised type; rl: {cfg.rl} reads {wanted}")
+                )
+            elif methods and not cfg.rl:
+                problems.append(
+                    Problem(path, f"'{ds.type}' is a type for rl: {' or '.join(methods)}; set rl")
+                )
+            elif methods and cfg.rl not in methods:
+                problems.append(
+                    Problem(
+                        path, f"'{ds.type}' is a type for rl: {' or '.join(methods)}, not {cfg.rl}"
+                    )
+                )
+    return problems
+
+
+def _trl_problems(cfg: Any) -> list[Problem]:
+    trl = cfg.trl
+    problems = []
+    if cfg.rl != "grpo":
+        for key in _GRPO_ONLY:
+            value = getattr(trl, key)
+            if value not in (None, False, []):
+                problems.append(Problem(f"trl.{key}", f"only applies to rl: grpo (rl is {cfg.rl})"))
+        return problems
+    if (
+        trl.reward_weights is not None
+        and trl.reward_funcs
+        and len(trl.reward_weights) < len(trl.reward_funcs)
+    ):
+        problems.append(
+            Problem(
+                "trl.reward_weights",
+                f"{len(trl.reward_weights)} weights for {len(trl.reward_funcs)} reward functions; "
+                "give one weight per function (plugin reward functions come after yours)",
+            )
+        )
+    generations = trl.num_generations or 8
+    batch = cfg.micro_batch_size * cfg.gradient_accumulation_steps
+    if batch % generations:
+        problems.append(
+            Problem(
+                "micro_batch_size",
+                f"micro_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
+                f"trl.num_generations ({generations}) for rl: grpo",
+            )
+        )
+    return problems
+
+
+def core_problems(cfg: Any) -> list[Problem]:
+    """Problems between core keys that no single field can see."""
+    problems = _dataset_problems(cfg)
+    if cfg.rl or cfg.trl.model_fields_set:
+        problems += (
+            _trl_problems(cfg)
+            if cfg.rl
+            else [Problem("trl", "is set but rl is not; set rl: dpo, kto, orpo or grpo")]
+        )
+    if cfg.rl and cfg.sample_packing:
+        problems.append(Problem("sample_packing", f"is not supported with rl: {cfg.rl}; remove it"))
+    if cfg.bf16 is True and cfg.fp16:
+        problems.append(Problem("fp16", "bf16 and fp16 are both true; choose one"))
+    if cfg.adapter == "qlora" and cfg.load_in_8bit:
+        problems.append(Problem("load_in_8bit", "adapter: qlora loads 4-bit weights; remove it"))
+    return problems

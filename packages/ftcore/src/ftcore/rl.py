@@ -1,0 +1,272 @@
+"""Preference and RL training through TRL: DPO, KTO, ORPO and GRPO.
+
+``rl:`` picks the trainer; everything else (config, datasets, model, LoRA, plugin hooks, saving) is
+the pipeline of supervised training. This module maps the ``trl:`` block onto TRL's config class,
+resolves and guards reward functions, checks a vLLM server before training, and reports scored
+rollouts to the ``ftcore_on_rollouts`` hook.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import FtcoreError
+
+log = logging.getLogger("ftcore")
+
+#: ``rl`` value -> (module, trainer class, config class) in TRL.
+TRAINERS = {
+    "dpo": ("trl", "DPOTrainer", "DPOConfig"),
+    "kto": ("trl", "KTOTrainer", "KTOConfig"),
+    "orpo": ("trl.experimental.orpo", "ORPOTrainer", "ORPOConfig"),
+    "grpo": ("trl", "GRPOTrainer", "GRPOConfig"),
+}
+
+
+def trl_classes(method: str) -> tuple[type, type]:
+    module_name, trainer_name, config_name = TRAINERS[method]
+    module = importlib.import_module(module_name)
+    return getattr(module, trainer_name), getattr(module, config_name)
+
+
+def trl_values(cfg: Any, reward_count: int = 0) -> dict[str, Any]:
+    """The TRL config fields the ``trl:`` block and the core keys set for ``cfg.rl``."""
+    trl = cfg.trl
+    values: dict[str, Any] = {"beta": trl.beta, "loss_type": trl.loss_type}
+    if cfg.rl in ("dpo", "kto", "orpo"):
+        values["max_length"] = cfg.sequence_len
+    if cfg.rl == "orpo":
+        values["max_completion_length"] = trl.max_completion_length
+    if cfg.rl == "grpo":
+        values.update(
+            num_generations=trl.num_generations,
+            max_completion_length=trl.max_completion_length,
+            temperature=trl.temperature,
+            reward_weights=_weights(trl.reward_weights, reward_count),
+        )
+        if trl.use_vllm:
+            values.update(
+                use_vllm=True,
+                vllm_mode="server",
+                vllm_server_host=trl.vllm_server_host,
+                vllm_server_port=trl.vllm_server_port,
+                vllm_server_timeout=trl.vllm_server_timeout,
+            )
+    values.update(trl.extra)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _weights(weights: list[float] | None, count: int) -> list[float] | None:
+    if weights is None:
+        return None
+    if len(weights) != count:
+        raise FtcoreError(
+            f"trl.reward_weights has {len(weights)} weights for {count} reward functions "
+            "(yours, then those plugins add); give one weight per function"
+        )
+    return list(weights)
+
+
+# ------------------------------------------------------------------------------------------ rewards
+
+
+def resolve_reward(name: str) -> Any:
+    """A reward function from a file (``rewards.py:func``), a dotted path (``pkg.mod:func``,
+    ``pkg.mod.func``) or TRL's built-in rewards (``accuracy_reward``)."""
+    try:
+        if ".py:" in name:
+            return _from_file(*name.rsplit(":", 1))
+        if ":" in name or "." in name:
+            module_name, _, attr = name.replace(":", ".").rpartition(".")
+            return getattr(importlib.import_module(module_name), attr)
+        import trl.rewards
+
+        return getattr(trl.rewards, name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise FtcoreError(
+            f"trl.reward_funcs: cannot find reward function '{name}' ({exc}); give a file and "
+            "name (rewards.py:exact_match), a dotted path (my_pkg.rewards:exact_match), or a TRL "
+            "reward name"
+        ) from None
+
+
+def _from_file(path: str, attr: str) -> Any:
+    import importlib.util
+
+    if not Path(path).is_file():
+        raise ImportError(f"no file {path}")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+def _describe_row(kwargs: dict[str, Any], index: int) -> str:
+    prompt = kwargs.get("prompts", [None] * (index + 1))[index]
+    text = prompt if isinstance(prompt, str) else repr(prompt)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def guard_reward(func: Any, name: str) -> Any:
+    """Wrap a reward function so a failure names the function and the row it failed on."""
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            index = _failing_row(func, kwargs)
+            where = (
+                f" on row {index} (prompt {_describe_row(kwargs, index)!r})"
+                if index is not None
+                else ""
+            )
+            raise FtcoreError(
+                f"reward function '{name}' failed{where}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    guarded.__name__ = getattr(func, "__name__", name)
+    return guarded
+
+
+def _failing_row(func: Any, kwargs: dict[str, Any]) -> int | None:
+    """Call ``func`` row by row to find the first row it fails on."""
+    rows = len(kwargs.get("completions") or [])
+    for index in range(rows):
+        single = {
+            key: [value[index]] if isinstance(value, list) and len(value) == rows else value
+            for key, value in kwargs.items()
+        }
+        try:
+            func(**single)
+        except Exception:
+            return index
+    return None
+
+
+def reward_functions(cfg: Any, host: Any) -> list[Any]:
+    """The configured reward functions, then those plugins contribute, each guarded."""
+    functions = [resolve_reward(name) for name in cfg.trl.reward_funcs]
+    functions += host.reward_functions(cfg)
+    found = [guard_reward(func, getattr(func, "__name__", repr(func))) for func in functions]
+    if not found:
+        raise FtcoreError(
+            "rl: grpo needs reward functions: list them in trl.reward_funcs, or activate a plugin "
+            "that contributes some"
+        )
+    return found
+
+
+# -------------------------------------------------------------------------------------------- vLLM
+
+
+def check_vllm_server(cfg: Any) -> None:
+    """Fail fast, with what to do, when the vLLM server of ``trl.use_vllm`` does not answer."""
+    trl = cfg.trl
+    url = f"http://{trl.vllm_server_host}:{trl.vllm_server_port}/health/"
+    try:
+        with urllib.request.urlopen(url, timeout=min(10.0, trl.vllm_server_timeout)) as response:
+            if response.status == 200:
+                return
+            problem = f"answered HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = f"cannot be reached ({getattr(exc, 'reason', exc)})"
+    raise FtcoreError(
+        f"trl.use_vllm: the vLLM server at {trl.vllm_server_host}:{trl.vllm_server_port} {problem}; "
+        f"start it with `trl vllm-serve --model {cfg.base_model}`, fix vllm_server_host/port, or "
+        "set trl.use_vllm: false to generate with transformers"
+    )
+
+
+# ---------------------------------------------------------------------------------------- rollouts
+
+
+class RolloutHooksMixin:
+    """Reports every scored GRPO batch to ``ftcore_on_rollouts`` on rank 0; failures are logged."""
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._ftcore_scored = (prompts, completions, rewards)
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        scored = getattr(self, "_ftcore_scored", None)
+        if scored is not None and self.accelerator.is_main_process:
+            prompts, completions, gathered = scored
+            start = self.accelerator.process_index * len(prompts)
+            local = gathered[start : start + len(prompts)]
+            names = [getattr(f, "__name__", str(i)) for i, f in enumerate(self.reward_funcs)]
+            rewards = {name: local[:, i].tolist() for i, name in enumerate(names)}
+            try:
+                self.ftcore_host.on_rollouts(
+                    self.ftcore_cfg,
+                    self,
+                    prompts,
+                    completions,
+                    rewards,
+                    output["advantages"].tolist(),
+                )
+            except Exception:
+                log.exception("ftcore: a plugin's ftcore_on_rollouts failed; training goes on")
+        return output
+
+
+# ----------------------------------------------------------------------------------------- trainer
+
+
+def _reference(cfg: Any, model: Any) -> Any:
+    """A frozen copy of the starting model, where TRL needs a reference and LoRA cannot provide one."""
+    if cfg.adapter:
+        return None  # the adapter switched off is the reference
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+def build_rl_trainer(
+    loaded: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any, args_for: Any
+) -> Any:
+    """The TRL trainer of ``cfg.rl``, with ftcore's trainer mixin and hooks."""
+    from ftcore.training.trainer import compose_trainer_class
+
+    cfg, host = loaded.cfg, loaded.host
+    base_trainer, config_class = trl_classes(cfg.rl)
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "train_dataset": train_set,
+        "eval_dataset": eval_set,
+        "processing_class": tokenizer,
+        "callbacks": host.callbacks(cfg, model),
+    }
+    rewards: list[Any] = []
+    if cfg.rl == "grpo":
+        rewards = reward_functions(cfg, host)
+        kwargs["reward_funcs"] = rewards
+        if cfg.trl.use_vllm:
+            check_vllm_server(cfg)
+        if (cfg.trl.beta or 0) > 0 and not cfg.adapter and cfg.model_init == "random":
+            # TRL rebuilds GRPO's reference from the model's path; a random start has no weights
+            # there, so save the starting weights for it.
+            reference_dir = Path(cfg.output_dir) / ".ftcore-reference"
+            model.save_pretrained(str(reference_dir))
+            model.config._name_or_path = str(reference_dir)
+    else:
+        collator = host.data_collator(cfg, tokenizer, False)
+        if collator is not None:
+            kwargs["data_collator"] = collator
+        if cfg.rl in ("dpo", "kto"):
+            kwargs["ref_model"] = _reference(cfg, model)
+    args = args_for(config_class, trl_values(cfg, len(rewards)))
+    chosen = host.trainer_class(cfg) or base_trainer
+    trainer_class = compose_trainer_class(chosen)
+    if cfg.rl == "grpo":
+        trainer_class = type(trainer_class.__name__, (RolloutHooksMixin, trainer_class), {})
+    return trainer_class(args=args, **kwargs)

@@ -1,0 +1,263 @@
+"""Preference and RL training through TRL on tiny models: DPO, KTO, ORPO, GRPO."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+
+from ftcore.config import load_config
+from ftcore.data import preference
+from ftcore.data.strategies import RowError
+from ftcore.errors import FtcoreError
+from ftcore.pipeline import train
+from ftcore.testing import data, save_tiny_model
+
+DATA = {
+    "dpo": (data.preference_rows, "preference"),
+    "orpo": (data.preference_rows, "preference"),
+    "kto": (data.kto_rows, "kto"),
+    "grpo": (data.prompt_rows, "prompt"),
+}
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    return save_tiny_model(str(tmp_path_factory.mktemp("model") / "tiny"), "llama", seed=0)
+
+
+def rl_config(tmp_path: Path, base_model: str, method: str, **keys) -> dict:
+    rows, kind = DATA[method]
+    trl = (
+        {
+            "reward_funcs": ["ftcore.testing.data:exact_answer_reward"],
+            "num_generations": 4,
+            "max_completion_length": 4,
+        }
+        if method == "grpo"
+        else {}
+    )
+    trl.update(keys.pop("trl", {}))
+    return {
+        "base_model": base_model,
+        "rl": method,
+        "trl": trl,
+        "datasets": [{"path": data.write_jsonl(tmp_path / "data.jsonl", rows(32)), "type": kind}],
+        "sequence_len": 32,
+        "micro_batch_size": 4,
+        "max_steps": 2,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "bf16": False,
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        "output_dir": str(tmp_path / "out"),
+        **keys,
+    }
+
+
+def logged(output_dir: str, key: str) -> list[float]:
+    state = sorted(Path(output_dir).glob("checkpoint-*/trainer_state.json"))[-1]
+    return [e[key] for e in json.loads(state.read_text())["log_history"] if key in e]
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+class DS:
+    message_property_mappings = {"role": "role", "content": "content"}
+    field = None
+
+
+def test_preference_layouts_become_trl_columns():
+    assert preference.preference({"prompt": "2+2=", "chosen": "4", "rejected": "5"}, DS) == {
+        "prompt": "2+2=",
+        "chosen": "4",
+        "rejected": "5",
+    }
+    intel = {"system": "Be exact.", "question": "2+2?", "chosen": "4", "rejected": "5"}
+    assert preference.chatml_intel(intel, DS) == {
+        "prompt": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
+    }
+    argilla = {"instruction": "2+2?", "chosen_response": "4", "rejected_response": "5"}
+    assert preference.chatml_argilla(argilla, DS)["prompt"] == [{"role": "user", "content": "2+2?"}]
+    ultra = {
+        "prompt": "2+2?",
+        "chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}],
+    }
+    assert preference.chatml_ultra(ultra, DS)["chosen"] == [{"role": "assistant", "content": "4"}]
+    messages = {"prompt": [{"role": "user", "content": "2+2?"}], "chosen": "4", "rejected": "5"}
+    assert preference.preference(messages, DS)["rejected"] == [
+        {"role": "assistant", "content": "5"}
+    ]
+
+
+def test_preference_rows_that_do_not_fit_say_why():
+    with pytest.raises(RowError, match="missing field 'rejected'"):
+        preference.preference({"prompt": "a", "chosen": "b"}, DS)
+    with pytest.raises(RowError, match="holds messages but the prompt is text"):
+        preference.preference(
+            {"prompt": "a", "chosen": [{"role": "assistant", "content": "b"}], "rejected": "c"}, DS
+        )
+    with pytest.raises(RowError, match="field 'label' is not true or false"):
+        preference.kto({"prompt": "a", "completion": "b", "label": "yes"}, DS)
+    assert preference.kto({"prompt": "a", "completion": "b", "label": 1}, DS)["label"] is True
+    assert preference.prompt({"prompt": "1+1=", "answer": "2"}, DS) == {
+        "prompt": "1+1=",
+        "answer": "2",
+    }
+
+
+# -------------------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("adapter", [None, "lora"])
+@pytest.mark.parametrize("method", ["dpo", "kto", "orpo", "grpo"])
+def test_each_method_trains_and_saves(tmp_path, base_model, method, adapter):
+    keys = {"adapter": adapter, "lora_r": 4} if adapter else {}
+    cfg = rl_config(tmp_path, base_model, method, **keys)
+    metrics = train(load_config(cfg))
+    out = Path(cfg["output_dir"])
+    saved = "adapter_model.safetensors" if adapter else "model.safetensors"
+    assert (out / saved).is_file()
+    manifest = json.loads((out / "ftcore_run.json").read_text())
+    assert manifest["config"]["rl"] == method
+    assert "train_loss" in metrics
+    assert len(logged(cfg["output_dir"], "loss")) == 2
+
+
+def test_dpo_loss_falls_on_a_separable_preference_set(tmp_path, base_model):
+    # Chosen answers are digits, rejected ones are words: a preference one feature separates.
+    rows = [{**row, "rejected": "no"} for row in data.preference_rows(64)]
+    cfg = rl_config(
+        tmp_path, base_model, "dpo", max_steps=20, micro_batch_size=8, learning_rate=1e-2,
+        lr_scheduler="constant", trl={"beta": 1.0},
+    )  # fmt: skip
+    data.write_jsonl(cfg["datasets"][0]["path"], rows)
+    train(load_config(cfg))
+    losses = logged(cfg["output_dir"], "loss")
+    assert abs(losses[0] - 0.6931) < 0.01  # log 2: the policy starts equal to the reference
+    assert sum(losses[-5:]) / 5 < 0.2, losses
+    assert logged(cfg["output_dir"], "rewards/accuracies")[-1] == 1.0
+
+
+ROLLOUT_PLUGIN = """
+import json, os
+from ftcore import hookimpl
+
+def completion_length(completions, **kwargs):
+    return [float(len(c)) for c in completions]
+
+@hookimpl
+def ftcore_reward_functions(cfg):
+    return [completion_length]
+
+@hookimpl
+def ftcore_on_rollouts(cfg, trainer, prompts, completions, rewards, advantages):
+    with open(os.environ["ROLLOUT_LOG"], "a") as handle:
+        handle.write(json.dumps({"prompts": prompts, "completions": completions, "rewards": rewards, "advantages": advantages}) + "\\n")
+    if os.environ.get("ROLLOUT_FAIL"):
+        raise RuntimeError("rollout logger broke")
+"""
+
+
+def test_grpo_rewards_reach_the_rollouts_hook(tmp_path, base_model, plugin_site, monkeypatch):
+    plugin_site.add("unused", {}, {"testplugins.rollouts": ROLLOUT_PLUGIN})
+    monkeypatch.setenv("ROLLOUT_LOG", str(tmp_path / "rollouts.jsonl"))
+    cfg = rl_config(
+        tmp_path,
+        base_model,
+        "grpo",
+        plugins=["testplugins.rollouts"],
+        trl={"reward_weights": [1.0, 0.0]},
+    )
+    train(load_config(cfg))
+    batches = [json.loads(line) for line in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert len(batches) == 2  # one scored batch per step
+    answers = {row["prompt"]: row["answer"] for row in data.prompt_rows(32)}
+    for batch in batches:
+        assert set(batch["rewards"]) == {"exact_answer_reward", "completion_length"}
+        assert batch["rewards"]["completion_length"] == [
+            float(len(c)) for c in batch["completions"]
+        ]
+        expected = [
+            float(c.strip().startswith(answers[p]))
+            for p, c in zip(batch["prompts"], batch["completions"])
+        ]
+        assert batch["rewards"]["exact_answer_reward"] == expected
+        assert len(batch["advantages"]) == len(batch["completions"]) == 4
+
+
+def test_a_failing_rollouts_hook_is_logged_and_training_goes_on(
+    tmp_path, base_model, plugin_site, monkeypatch, caplog
+):
+    plugin_site.add("unused", {}, {"testplugins.rollouts": ROLLOUT_PLUGIN})
+    monkeypatch.setenv("ROLLOUT_LOG", str(tmp_path / "rollouts.jsonl"))
+    monkeypatch.setenv("ROLLOUT_FAIL", "1")
+    cfg = rl_config(
+        tmp_path,
+        base_model,
+        "grpo",
+        plugins=["testplugins.rollouts"],
+        trl={"reward_weights": [1.0, 0.0]},
+    )
+    with caplog.at_level(logging.ERROR, logger="ftcore"):
+        train(load_config(cfg))
+    assert (Path(cfg["output_dir"]) / "model.safetensors").is_file()
+    assert (
+        caplog.messages.count("ftcore: a plugin's ftcore_on_rollouts failed; training goes on") == 2
+    )
+
+
+BAD_REWARD = """
+def picky(prompts, completions, **kwargs):
+    return [1.0 if p != "{prompt}" else 1 / 0 for p in prompts]
+"""
+
+
+def test_a_failing_reward_function_is_named_with_its_row(tmp_path, base_model, plugin_site):
+    rows = data.prompt_rows(32)
+    plugin_site.add(
+        "unused", {}, {"testplugins.rewards": BAD_REWARD.replace("{prompt}", rows[0]["prompt"])}
+    )
+    cfg = rl_config(
+        tmp_path,
+        base_model,
+        "grpo",
+        trl={"reward_funcs": ["testplugins.rewards:picky"], "extra": {"shuffle_dataset": False}},
+        shuffle=False,
+    )
+    with pytest.raises(FtcoreError) as info:
+        train(load_config(cfg))
+    message = str(info.value)
+    assert message.startswith("reward function 'picky' failed on row 0 ")
+    assert f"(prompt '{rows[0]['prompt']}'): ZeroDivisionError: division by zero" in message
+
+
+def test_unknown_reward_function_is_a_clear_error(tmp_path, base_model):
+    cfg = rl_config(tmp_path, base_model, "grpo", trl={"reward_funcs": ["no_such_reward"]})
+    with pytest.raises(FtcoreError, match="cannot find reward function 'no_such_reward'"):
+        train(load_config(cfg))
+
+
+def test_unreachable_vllm_server_is_a_clear_error(tmp_path, base_model):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = rl_config(
+        tmp_path,
+        base_model,
+        "grpo",
+        trl={"use_vllm": True, "vllm_server_port": port, "vllm_server_timeout": 2},
+    )
+    with pytest.raises(FtcoreError) as info:
+        train(load_config(cfg))
+    assert str(info.value).startswith(
+        f"trl.use_vllm: the vLLM server at 127.0.0.1:{port} cannot be reached"
+    )
+    assert "set trl.use_vllm: false" in str(info.value)
