@@ -57,7 +57,10 @@ def test_template_plugin_installs_beside_the_core_and_runs(tmp_path, base_python
     assert "ftcore_post_model_load" in rows["acme"]["hooks"]
 
     cfg = tmp_path / "run.yml"
-    cfg.write_text("plugins: [acme]\nacme_freeze_embeddings: true\n")
+    cfg.write_text(
+        "base_model: some/model\ndatasets: [{path: data.jsonl}]\n"
+        "plugins: [acme]\nacme_freeze_embeddings: true\n"
+    )
     result = sh(ftcore, "validate", cfg, env=env)
     assert result.stdout.strip() == f"config OK: {cfg} (plugins: acme)"
     assert "acme plugin: will freeze the input embeddings" in result.stderr  # ftcore_configure ran

@@ -83,11 +83,20 @@ def test_every_problem_is_reported_at_once_in_file_order():
     ]
 
 
-def test_missing_plugin_names_the_pip_extra():
+def test_missing_plugin_names_the_pip_extra(monkeypatch):
+    monkeypatch.setattr("ftcore.aliases.released_extras", lambda: {"liger", "all"})
     assert error_of({"plugins": ["liger"]}) == (
         "config error in <config>\n"
         "  plugins[0]: plugin 'liger' is not installed; install it with: pip install \"ftcore[liger]\"\n"
         "  (fix the plugins first; other keys were not checked)"
+    )
+
+
+def test_missing_unreleased_integration_says_so(monkeypatch):
+    monkeypatch.setattr("ftcore.aliases.released_extras", set)
+    assert error_of({"plugins": ["liger"]}).splitlines()[1] == (
+        "  plugins[0]: plugin 'liger' is not installed; "
+        "ftcore-liger is not released with this version of ftcore yet"
     )
 
 
@@ -233,3 +242,48 @@ def test_config_file_errors(tmp_path):
     listed.write_text("- a\n- b\n")
     with pytest.raises(FtcoreError, match="must hold a mapping of keys, found list"):
         read_yaml(listed)
+
+
+def test_blocking_a_local_plugin_by_its_dotted_path(plugin_site, monkeypatch):
+    plugin_site.add("unused", {}, {"my_plugins.alpha": ALPHA_PLUGIN})
+    monkeypatch.setenv("FTCORE_DISABLE_PLUGINS", "my_plugins.alpha")
+    assert "is blocked by FTCORE_DISABLE_PLUGINS" in error_of({"plugins": ["my_plugins.alpha"]})
+
+
+def test_a_plugin_claim_that_is_not_a_claim_is_named(plugin_site):
+    from ftcore.host import PluginError
+
+    source = "from ftcore import hookimpl\n\n@hookimpl\ndef ftcore_model_claims(cfg):\n    return ['loss_head']\n"
+    plugin_site.add("ftcore-odd", {"odd": "odd_p"}, {"odd_p": source})
+    with pytest.raises(PluginError) as info:
+        load_config({"plugins": ["odd"]})
+    assert str(info.value) == (
+        "plugin 'odd' returned 'loss_head' from ftcore_model_claims; "
+        "return ftcore.claims.Claim objects"
+    )
+
+
+def test_unknown_optimizer_and_scheduler_are_caught_before_training():
+    assert error_of({"optimizer": "adamw_torh", "lr_scheduler": "cosin"}).splitlines()[1:] == [
+        "  optimizer: unknown optimizer 'adamw_torh' (did you mean 'adamw_torch'?)",
+        "  lr_scheduler: unknown scheduler 'cosin' (did you mean 'cosine'?)",
+    ]
+
+
+def test_fractional_val_set_size_above_one_is_rejected():
+    assert error_of({"val_set_size": 1.5}).splitlines()[1] == (
+        "  val_set_size: a fraction below 1 or a whole number of rows, got 1.5"
+    )
+
+
+def test_a_run_needs_a_model_data_and_folders(tmp_path):
+    afile = tmp_path / "taken"
+    afile.write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_config({"output_dir": str(afile)}, for_run=True)
+    assert [str(p) for p in info.value.problems] == [
+        "base_model: required: a local model folder or a hub id",
+        "datasets: required: add at least one dataset",
+        f"output_dir: {afile} is a file; give a folder",
+    ]
+    load_config({}, for_run=False)  # inspecting a partial config is fine

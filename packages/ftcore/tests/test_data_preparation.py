@@ -51,7 +51,8 @@ def test_rows_that_do_not_fit_are_counted_skipped_and_reported(tmp_path, tiny_to
         (2, "field 'text' is int, not text"),
         (4, "missing field 'text'"),
     ]
-    assert data.summary["datasets"][path] == {
+    assert data.summary["datasets"]["datasets[0]"] == {
+        "path": path,
         "rows": 5,
         "kept": 3,
         "skipped": {"field 'text' is int, not text": 1, "missing field 'text'": 1},
@@ -102,7 +103,7 @@ def test_too_long_rows_are_dropped_by_default(tmp_path, tiny_tokenizer):
     path = write_jsonl(tmp_path / "a.jsonl", [{"text": "short"}, LONG])
     data = prepare_datasets(config(tmp_path, [{"path": path}]), tiny_tokenizer)
     assert len(data.train) == 1
-    assert data.summary["datasets"][path]["skipped"] == {
+    assert data.summary["datasets"]["datasets[0]"]["skipped"] == {
         "longer than sequence_len (32 > 16 tokens)": 1
     }
 
@@ -177,3 +178,43 @@ def test_interrupted_preparation_leaves_no_cache(tmp_path, tiny_tokenizer, monke
     with pytest.raises(KeyboardInterrupt):
         prepare_datasets(cfg, tiny_tokenizer)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_val_set_size_larger_than_the_data_is_explained(tmp_path, tiny_tokenizer):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": "ab"}] * 4)
+    with pytest.raises(FtcoreError) as info:
+        prepare_datasets(config(tmp_path, [{"path": path}], val_set_size=10), tiny_tokenizer)
+    assert str(info.value) == (
+        "val_set_size 10.0 holds out 10 of 4 rows; it must leave at least one row for "
+        "evaluation and one for training"
+    )
+
+
+def test_a_folder_of_files_and_its_data_files(tmp_path, tiny_tokenizer):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_jsonl(folder / "one.jsonl", [{"text": "ab"}])
+    write_jsonl(folder / "two.jsonl", [{"text": "cd"}, {"text": "ef"}])
+    assert (
+        len(prepare_datasets(config(tmp_path, [{"path": str(folder)}]), tiny_tokenizer).train) == 3
+    )
+    picked = config(tmp_path / "b", [{"path": str(folder), "data_files": "two.jsonl"}])
+    assert len(prepare_datasets(picked, tiny_tokenizer).train) == 2
+    missing = config(tmp_path / "c", [{"path": str(folder), "data_files": "three.jsonl"}])
+    with pytest.raises(FtcoreError, match=r"data files not found: .*three\.jsonl"):
+        prepare_datasets(missing, tiny_tokenizer)
+
+
+def test_a_named_chat_template_per_dataset(tmp_path, tiny_tokenizer):
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    ]
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    cfg = config(
+        tmp_path,
+        [{"path": path, "type": "chat_template", "chat_template": "chatml"}],
+        sequence_len=128,
+    )
+    row = prepare_datasets(cfg, tiny_tokenizer).train[0]
+    trained = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(trained) == "yo<|im_end|>\n"

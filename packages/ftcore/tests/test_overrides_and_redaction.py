@@ -80,3 +80,41 @@ def test_resolved_config_yaml_has_defaults_and_no_secret():
     assert "hf_secret_value" not in text
     assert "hf_token: '***'" in text
     assert "learning_rate: 0.0002" in text
+
+
+def test_a_flag_before_key_value_stays_a_flag():
+    assert parse_override_args(["--sample_packing", "seed=3"]) == [
+        ("sample_packing", "true"),
+        ("seed", "3"),
+    ]
+
+
+def test_null_unsets_an_optional_key():
+    assert load_config({"base_model": "x"}, ["base_model=null"]).cfg.base_model is None
+
+
+def test_webhooks_plural_keys_and_url_credentials_are_redacted():
+    assert redact(
+        {
+            "slack_webhook_urls": ["https://hooks.example/a"],
+            "my_webhook": "https://hooks.example/b",
+            "openai_api_keys": ["k1"],
+            "base_model": "https://user:pa55@models.example/llama",
+            "tokens": ["<tool>"],
+        }
+    ) == {
+        "slack_webhook_urls": REDACTED,
+        "my_webhook": REDACTED,
+        "openai_api_keys": REDACTED,
+        "base_model": f"https://{REDACTED}@models.example/llama",
+        "tokens": ["<tool>"],
+    }
+
+
+def test_a_secret_with_a_wrong_type_is_not_echoed():
+    with pytest.raises(ConfigError) as info:
+        load_config({"hf_token": 1234567})
+    assert str(info.value.problems[0]) == (
+        "hf_token: expected a string, got a value that is not shown (secret)"
+    )
+    assert "1234567" not in str(info.value)

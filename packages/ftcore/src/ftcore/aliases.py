@@ -56,10 +56,22 @@ def is_axolotl_path(entry: str) -> bool:
     return entry.startswith(_AXOLOTL_PREFIX)
 
 
+def released_extras() -> set[str]:
+    """The pip extras this installed ftcore declares (one per released integration)."""
+    from importlib import metadata
+
+    try:
+        return set(metadata.metadata("ftcore").get_all("Provides-Extra") or [])
+    except metadata.PackageNotFoundError:
+        return set()
+
+
 def install_hint(name: str) -> str:
     """How to install plugin ``name``."""
     if name in KNOWN_INTEGRATIONS:
-        return f'install it with: pip install "ftcore[{name}]"'
+        if name in released_extras():
+            return f'install it with: pip install "ftcore[{name}]"'
+        return f"ftcore-{name} is not released with this version of ftcore yet"
     return (
         f"install the package that provides it (a distribution with an entry point '{name}' "
         "in group 'ftcore'), or check the spelling"

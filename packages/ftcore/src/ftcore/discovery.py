@@ -6,7 +6,6 @@ the config's ``plugins:`` list (see :func:`load_plugins`).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import logging
@@ -18,6 +17,7 @@ from typing import Any
 
 from ftcore.aliases import install_hint, is_axolotl_path, normalize_name, resolve_alias
 from ftcore.errors import Problem
+from ftcore.suggest import did_you_mean
 
 ENTRY_POINT_GROUP = "ftcore"
 DISABLE_ENV = "FTCORE_DISABLE_PLUGINS"
@@ -44,7 +44,6 @@ class LoadedPlugin:
     obj: Any
     distribution: str | None = None
     version: str | None = None
-    source: str = "entry point"  # or "local path"
 
 
 class PluginLoadError(Exception):
@@ -134,7 +133,7 @@ def load_local(path: str) -> LoadedPlugin:
             f"plugin '{path}' failed to import: {describe_import_failure(exc)}"
         ) from exc
     version = getattr(obj, "__version__", None)
-    return LoadedPlugin(name=path, obj=instantiate(obj), version=version, source="local path")
+    return LoadedPlugin(name=path, obj=instantiate(obj), version=version)
 
 
 def looks_like_path(entry: str) -> bool:
@@ -163,7 +162,7 @@ def resolve_entry(
         )
 
     if looks_like_path(entry):
-        if entry in blocked:
+        if normalize_name(entry) in blocked:
             raise PluginLoadError(_blocked_message(entry))
         return load_local(entry)
 
@@ -172,11 +171,8 @@ def resolve_entry(
         raise PluginLoadError(_blocked_message(name))
     candidates = installed.get(name)
     if not candidates:
-        message = f"plugin '{name}' is not installed; {install_hint(name)}"
-        close = difflib.get_close_matches(name, list(installed), n=1)
-        if close:
-            message += f" (did you mean '{close[0]}'?)"
-        raise PluginLoadError(message)
+        hint = did_you_mean(name, installed)
+        raise PluginLoadError(f"plugin '{name}' is not installed; {install_hint(name)}{hint}")
     if len(candidates) > 1:
         owners = ", ".join(f"{c.distribution} {c.version}" for c in candidates)
         raise PluginLoadError(

@@ -7,15 +7,23 @@ registered implementation first.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from ftcore import hookspecs
-from ftcore.discovery import LoadedPlugin
+from ftcore.discovery import (
+    InstalledPlugin,
+    LoadedPlugin,
+    PluginLoadError,
+    blocked_names,
+    installed_plugins,
+    load_installed,
+)
 from ftcore.errors import ConfigError, FtcoreError, Problem
+from ftcore.suggest import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftcore.claims import Claim
@@ -46,8 +54,7 @@ def _hook_problems(plugin: LoadedPlugin) -> list[str]:
     for attr in dir(plugin.obj):
         marked = getattr(getattr(plugin.obj, attr, None), "ftcore_impl", None) is not None
         if marked and attr not in HOOK_NAMES:
-            close = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(attr, HOOK_NAMES)
             problems.append(f"plugin '{plugin.name}' implements unknown hook '{attr}'{hint}")
     return problems
 
@@ -147,11 +154,18 @@ class PluginHost:
         self._call_all("ftcore_configure", cfg=cfg)
 
     def model_claims(self, cfg: FtcoreConfig) -> list[tuple[str, Claim]]:
-        return [
-            (plugin, claim)
-            for plugin, claims in self._each("ftcore_model_claims", cfg=cfg)
-            for claim in claims
-        ]
+        from ftcore.claims import Claim
+
+        found = []
+        for plugin, claims in self._each("ftcore_model_claims", cfg=cfg):
+            for claim in claims:
+                if not isinstance(claim, Claim):
+                    raise PluginError(
+                        f"plugin '{plugin}' returned {claim!r} from ftcore_model_claims; "
+                        "return ftcore.claims.Claim objects"
+                    )
+                found.append((plugin, claim))
+        return found
 
     # ----------------------------------------------------------------------------------- cli
 
@@ -283,6 +297,37 @@ class PluginHost:
 
     def inference_handler(self, cfg: FtcoreConfig, model: Any, tokenizer: Any) -> Any:
         return self._first("ftcore_inference_handler", cfg=cfg, model=model, tokenizer=tokenizer)
+
+
+@dataclass
+class InstalledState:
+    """An installed plugin, imported on its own (unless blocked or ambiguous)."""
+
+    name: str
+    candidates: list[InstalledPlugin]
+    status: str  # "installed", "blocked" or "error"
+    host: PluginHost | None = None
+    error: str | None = None
+
+
+def survey_installed() -> list[InstalledState]:
+    """Every installed plugin with a host of its own, for listings and plugin commands."""
+    blocked = blocked_names()
+    states = []
+    for name, candidates in installed_plugins().items():
+        state = InstalledState(name, candidates, "installed")
+        if name in blocked:
+            state.status = "blocked"
+        elif len(candidates) > 1:
+            state.status = "error"
+            state.error = "provided by several distributions; uninstall all but one"
+        else:
+            try:
+                state.host = PluginHost([load_installed(candidates[0])])
+            except (PluginLoadError, FtcoreError) as exc:
+                state.status, state.error = "error", str(exc)
+        states.append(state)
+    return states
 
 
 def _flatten(results: list[tuple[str, list[Any]]]) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ftcore.data.strategies import ALPACA_PROMPT
 from ftcore.errors import FtcoreError
 
 
@@ -17,10 +18,11 @@ def _trained_dir(cfg: Any) -> Path:
 
 def load_trained(cfg: Any, use_base: bool = False) -> tuple[Any, Any]:
     """The trained model (base + adapter, or full weights) and its tokenizer, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from ftcore.modeling import build_model, load_tokenizer
 
+    set_seed(cfg.seed)  # a random-init base must come out as it did for training
     if use_base:
         tokenizer = load_tokenizer(cfg)
         model = build_model(cfg)
@@ -43,6 +45,10 @@ def _uses_chat(cfg: Any) -> bool:
     return bool(cfg.chat_template) or any(ds.type == "chat_template" for ds in cfg.datasets)
 
 
+def _uses_alpaca(cfg: Any) -> bool:
+    return bool(cfg.datasets) and all(ds.type == "alpaca" for ds in cfg.datasets)
+
+
 def make_generator(
     loaded: Any, model: Any, tokenizer: Any, max_new_tokens: int = 64, chat: bool | None = None
 ):
@@ -53,6 +59,7 @@ def make_generator(
     if custom is not None:
         return custom
     use_chat = _uses_chat(loaded.cfg) if chat is None else chat
+    use_alpaca = not use_chat and _uses_alpaca(loaded.cfg)
     if use_chat and not tokenizer.chat_template:
         raise FtcoreError("--chat: the tokenizer has no chat template; set chat_template")
 
@@ -63,6 +70,8 @@ def make_generator(
             )
             ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         else:
+            if use_alpaca:  # prompt as the model saw instructions in training
+                prompt = ALPACA_PROMPT.format(instruction=prompt)
             ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
             if tokenizer.bos_token_id is not None:
                 ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
@@ -88,6 +97,11 @@ def merge_adapter(cfg: Any, output: str | None = None) -> Path:
         raise FtcoreError(
             "merge-lora: merge a QLoRA adapter into an unquantized base: set adapter: lora and "
             "load_in_4bit: false for the merge"
+        )
+    if not (Path(cfg.output_dir) / "adapter_config.json").is_file():
+        raise FtcoreError(
+            f"merge-lora: {cfg.output_dir} holds no LoRA adapter (adapter_config.json); "
+            "run ftcore train with this config first"
         )
     model, tokenizer = load_trained(cfg)
     merged = model.merge_and_unload()

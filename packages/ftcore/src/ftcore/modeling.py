@@ -35,7 +35,7 @@ def _from_hub_or_path(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
         raise FtcoreError(f"{what} not found: {name}")
     try:
         return loader(str(path) if path.exists() else name, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FtcoreError(f"could not load {what} '{name}': {first}") from exc
 
@@ -46,7 +46,11 @@ def load_tokenizer(cfg: Any) -> Any:
 
     name = _source(cfg.tokenizer_config or cfg.base_model, "tokenizer")
     tokenizer = _from_hub_or_path(
-        AutoTokenizer.from_pretrained, name, "tokenizer", trust_remote_code=cfg.trust_remote_code
+        AutoTokenizer.from_pretrained,
+        name,
+        "tokenizer",
+        trust_remote_code=cfg.trust_remote_code,
+        token=cfg.hf_token,
     )
     special = {k: v for k, v in cfg.special_tokens.model_dump().items() if v is not None}
     if special:
@@ -61,8 +65,13 @@ def load_tokenizer(cfg: Any) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
         log.info("ftcore: the tokenizer has no pad token; using eos (%s)", tokenizer.eos_token)
     if cfg.chat_template:
-        tokenizer.chat_template = NAMED_CHAT_TEMPLATES.get(cfg.chat_template, cfg.chat_template)
+        tokenizer.chat_template = resolve_chat_template(cfg.chat_template)
     return tokenizer
+
+
+def resolve_chat_template(value: str) -> str:
+    """A chat template from its name (``chatml``) or as the Jinja text given."""
+    return NAMED_CHAT_TEMPLATES.get(value, value)
 
 
 def resolve_dtype(cfg: Any) -> Any:
@@ -73,7 +82,8 @@ def resolve_dtype(cfg: Any) -> Any:
     if cfg.bf16 is True:
         return torch.bfloat16
     if cfg.fp16:
-        return torch.float16
+        # fp16 mixed precision keeps float32 master weights; frozen LoRA bases can be float16
+        return torch.float16 if cfg.adapter else torch.float32
     return "auto" if cfg.model_init == "pretrained" else torch.float32
 
 
@@ -120,14 +130,19 @@ def build_model(cfg: Any) -> Any:
             name,
             "model config",
             trust_remote_code=cfg.trust_remote_code,
+            token=cfg.hf_token,
         )
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
+        try:
+            return AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
+        except (ValueError, ImportError) as exc:
+            raise FtcoreError(f"could not build the model from {name}: {exc}") from exc
     name = _source(cfg.base_model, "model")
     return _from_hub_or_path(
         AutoModelForCausalLM.from_pretrained,
         name,
         "model",
         dtype=dtype,
+        token=cfg.hf_token,
         **extra,
         **_check_quantization(cfg),
     )

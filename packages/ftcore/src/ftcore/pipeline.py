@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ftcore.dist import is_main_process, world_size
+from ftcore.dist import has_accelerator, is_main_process, world_size
 from ftcore.errors import FtcoreError
 
 log = logging.getLogger("ftcore")
@@ -38,7 +38,6 @@ def prepare_data(loaded: Any) -> tuple[Any, Any]:
 
     from ftcore.data.prepare import PreparedData, prepare_datasets
     from ftcore.modeling import load_tokenizer
-    from ftcore.training.arguments import has_accelerator
 
     cfg, host = loaded.cfg, loaded.host
     tokenizer = load_tokenizer(cfg)
@@ -73,6 +72,18 @@ def _collators(cfg: Any, host: Any, tokenizer: Any) -> tuple[Any, Any]:
     return train, evaluation
 
 
+#: Files of a saved model; a new save removes those of an earlier run that it does not write.
+_WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                 "adapter_model*", "adapter_config.json")  # fmt: skip
+
+
+def _remove_stale_weights(output_dir: Path, written: set[str]) -> None:
+    for pattern in _WEIGHT_FILES:
+        for stale in output_dir.glob(pattern):
+            if stale.name not in written and stale.is_file():
+                stale.unlink()
+
+
 def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     """Save weights and tokenizer into ``output_dir`` without ever leaving a half-written file."""
     staging = output_dir / ".ftcore-final.tmp"
@@ -83,6 +94,7 @@ def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     trainer.accelerator.wait_for_everyone()
     if is_main_process():
         tokenizer.save_pretrained(str(staging))
+        _remove_stale_weights(output_dir, {item.name for item in staging.iterdir()})
         for item in sorted(staging.iterdir()):
             target = output_dir / item.name
             if item.is_dir():

@@ -72,20 +72,17 @@ class LazyPluginCommand(click.Command):
 
 def plugin_commands() -> dict[str, click.Command]:
     """Subcommands contributed by installed, unblocked plugins, active or not."""
-    from ftcore.discovery import PluginLoadError, blocked_names, installed_plugins, load_installed
-    from ftcore.host import PluginHost
+    from ftcore.host import survey_installed
 
     commands: dict[str, click.Command] = {}
-    blocked = blocked_names()
-    for name, candidates in installed_plugins().items():
-        if name in blocked or len(candidates) != 1:
+    for found in survey_installed():
+        if found.host is None:
+            if found.status == "error":
+                log.warning(
+                    "ftcore: skipping the commands of plugin '%s': %s", found.name, found.error
+                )
             continue
-        try:
-            host = PluginHost([load_installed(candidates[0])])
-        except (PluginLoadError, FtcoreError) as exc:
-            log.warning("ftcore: skipping the commands of plugin '%s': %s", name, exc)
-            continue
-        for plugin, command_name, target in host.cli_commands():
+        for plugin, command_name, target in found.host.cli_commands():
             if command_name in BUILTIN_COMMANDS or command_name in commands:
                 log.warning(
                     "ftcore: plugin '%s' adds command '%s', which is already taken; ignored",
@@ -123,6 +120,9 @@ class FtcoreGroup(click.Group):
             return super().invoke(ctx)
         except FtcoreError as exc:
             click.echo(str(exc), err=True)
+            ctx.exit(2)
+        except OSError as exc:  # a path the user gave that cannot be read or written
+            click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
 
 

@@ -19,19 +19,20 @@ def config() -> None:
 @overrides_argument
 def show(config_path: str, overrides: tuple[str, ...]) -> None:
     """Print CONFIG resolved (defaults and overrides applied), secrets redacted."""
-    click.echo(load(config_path, overrides).to_yaml(), nl=False)
+    click.echo(load(config_path, overrides, for_run=False).to_yaml(), nl=False)
 
 
 def _model_for(config_path: str | None, plugin_names: tuple[str, ...]):
     from ftcore.config import read_yaml
     from ftcore.config.compose import compose_schema
+    from ftcore.config.load import plugin_entries
     from ftcore.discovery import load_plugins
     from ftcore.errors import ConfigError
     from ftcore.host import PluginHost
 
     entries = list(plugin_names)
     if config_path:
-        entries = list(read_yaml(config_path).get("plugins") or []) + entries
+        entries = plugin_entries(read_yaml(config_path), config_path) + entries
     plugins, problems = load_plugins(entries)
     if problems:
         raise ConfigError(problems, config_path)

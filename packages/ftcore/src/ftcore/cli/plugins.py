@@ -10,35 +10,22 @@ import click
 
 def describe_installed(active: set[str]) -> list[dict[str, Any]]:
     """One row per installed plugin: name, distribution, version, status, hooks."""
-    from ftcore.discovery import PluginLoadError, blocked_names, installed_plugins, load_installed
-    from ftcore.errors import FtcoreError
-    from ftcore.host import PluginHost
+    from ftcore.host import survey_installed
 
-    blocked = blocked_names()
     rows = []
-    for name, candidates in installed_plugins().items():
-        row: dict[str, Any] = {
-            "name": name,
-            "distribution": ", ".join(c.distribution for c in candidates),
-            "version": ", ".join(c.version for c in candidates),
-            "active": name in active,
-            "status": "active" if name in active else "installed",
-            "hooks": [],
-            "error": None,
-        }
-        if name in blocked:
-            row["status"] = "blocked"
-        elif len(candidates) > 1:
-            row["status"] = "error"
-            row["error"] = "provided by several distributions; uninstall all but one"
-        else:
-            try:
-                host = PluginHost([load_installed(candidates[0])])
-                row["hooks"] = host.hooks_of(name)
-            except (PluginLoadError, FtcoreError) as exc:
-                row["status"] = "error"
-                row["error"] = str(exc)
-        rows.append(row)
+    for found in survey_installed():
+        status = "active" if found.status == "installed" and found.name in active else found.status
+        rows.append(
+            {
+                "name": found.name,
+                "distribution": ", ".join(c.distribution for c in found.candidates),
+                "version": ", ".join(c.version for c in found.candidates),
+                "active": found.name in active,
+                "status": status,
+                "hooks": found.host.hooks_of(found.name) if found.host else [],
+                "error": found.error,
+            }
+        )
     return rows
 
 
@@ -47,9 +34,10 @@ def _active_names(config_path: str | None) -> set[str]:
         return set()
     from ftcore.aliases import normalize_name, resolve_alias
     from ftcore.config import read_yaml
+    from ftcore.config.load import plugin_entries
 
-    entries = read_yaml(config_path).get("plugins") or []
-    return {normalize_name(resolve_alias(str(e)) or str(e)) for e in entries}
+    entries = plugin_entries(read_yaml(config_path), config_path)
+    return {normalize_name(resolve_alias(e) or e) for e in entries}
 
 
 @click.command()

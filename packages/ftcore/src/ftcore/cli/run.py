@@ -12,11 +12,11 @@ config_argument = click.argument(
 overrides_argument = click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 
 
-def load(config_path: str, overrides: tuple[str, ...]):
+def load(config_path: str, overrides: tuple[str, ...], for_run: bool = True):
     """Load and validate a config (imported lazily: pydantic is not needed for ``--help``)."""
     from ftcore.config import load_config
 
-    return load_config(config_path, overrides)
+    return load_config(config_path, overrides, for_run=for_run)
 
 
 @click.command(context_settings=OVERRIDE_SETTINGS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ftcore.config.names import OPTIMIZERS, SCHEDULERS
 from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES
 from ftcore.errors import Problem
+from ftcore.suggest import did_you_mean
 
 _GRPO_ONLY = ("num_generations", "temperature", "reward_funcs", "reward_weights", "use_vllm")
 
@@ -68,9 +71,41 @@ def _trl_problems(cfg: Any) -> list[Problem]:
     return problems
 
 
+def _name_problems(cfg: Any) -> list[Problem]:
+    problems = []
+    if cfg.optimizer not in OPTIMIZERS:
+        hint = did_you_mean(cfg.optimizer, OPTIMIZERS)
+        problems.append(Problem("optimizer", f"unknown optimizer '{cfg.optimizer}'{hint}"))
+    if cfg.lr_scheduler not in SCHEDULERS:
+        hint = did_you_mean(cfg.lr_scheduler, SCHEDULERS)
+        problems.append(Problem("lr_scheduler", f"unknown scheduler '{cfg.lr_scheduler}'{hint}"))
+    return problems
+
+
+def run_problems(cfg: Any) -> list[Problem]:
+    """What a config needs before it can run (``ftcore validate`` and ``train`` check these)."""
+    problems = []
+    if not (cfg.base_model or cfg.base_model_config):
+        problems.append(Problem("base_model", "required: a local model folder or a hub id"))
+    if not cfg.datasets:
+        problems.append(Problem("datasets", "required: add at least one dataset"))
+    for key in ("output_dir", "dataset_prepared_path"):
+        value = getattr(cfg, key)
+        if value and Path(value).expanduser().is_file():
+            problems.append(Problem(key, f"{value} is a file; give a folder"))
+    return problems
+
+
 def core_problems(cfg: Any) -> list[Problem]:
     """Problems between core keys that no single field can see."""
-    problems = _dataset_problems(cfg)
+    problems = _dataset_problems(cfg) + _name_problems(cfg)
+    if cfg.val_set_size >= 1 and not float(cfg.val_set_size).is_integer():
+        problems.append(
+            Problem(
+                "val_set_size",
+                f"a fraction below 1 or a whole number of rows, got {cfg.val_set_size}",
+            )
+        )
     if cfg.rl or cfg.trl.model_fields_set:
         problems += (
             _trl_problems(cfg)

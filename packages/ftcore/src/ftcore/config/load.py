@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from ftcore.claims import find_claim_conflicts
-from ftcore.config.checks import core_problems
+from ftcore.config.checks import core_problems, run_problems
 from ftcore.config.compose import compose_schema
 from ftcore.config.messages import problems_from_validation
 from ftcore.config.overrides import apply_overrides, parse_override_args
@@ -68,6 +68,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def plugin_entries(raw: dict[str, Any], label: str) -> list[str]:
+    """The ``plugins:`` list of a raw config, checked to be a list."""
+    entries = raw.get("plugins") or []
+    if not isinstance(entries, list):
+        raise ConfigError([Problem("plugins", f"expected a list, got {entries!r}")], label)
+    return [str(entry) for entry in entries]
+
+
 def dataset_types(host: PluginHost) -> tuple[set[str], list[Problem]]:
     """Names usable as ``datasets[].type``: the core's and those plugins add."""
     owners = {name: "core" for name in (*BUILTIN_DATASET_TYPES, *RL_DATASET_TYPES)}
@@ -98,12 +106,15 @@ def _by_position(raw: dict[str, Any]):
 
 
 def load_config(
-    source: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
+    source: str | Path | dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    for_run: bool = False,
 ) -> LoadedConfig:
     """Load, activate plugins, validate and configure. Raises :class:`ConfigError` with every problem.
 
     :param source: a YAML file, or an already-read mapping.
     :param overrides: CLI words such as ``learning_rate=1e-4`` or ``--micro-batch-size 4``.
+    :param for_run: also require what a run needs (``base_model``, ``datasets``, usable folders).
     """
     if isinstance(source, dict):
         raw, label = dict(source), "<config>"
@@ -114,10 +125,7 @@ def load_config(
     plugin_overrides = [pair for pair in pairs if pair[0].split(".")[0] == "plugins"]
     apply_overrides(raw, plugin_overrides, CoreConfig)
 
-    entries = raw.get("plugins") or []
-    if not isinstance(entries, list):
-        raise ConfigError([Problem("plugins", f"expected a list, got {entries!r}")], label)
-    plugins, problems = load_plugins(entries)
+    plugins, problems = load_plugins(plugin_entries(raw, label))
     if problems:
         raise ConfigError(
             problems, label, note="fix the plugins first; other keys were not checked"
@@ -140,7 +148,8 @@ def load_config(
     if problems:
         raise ConfigError(problems, label)
 
-    problems = core_problems(cfg) + host.validate_config(cfg)
+    problems = (run_problems(cfg) if for_run else []) + core_problems(cfg)
+    problems += host.validate_config(cfg)
     problems += [
         Problem(path, message) for path, message in find_claim_conflicts(host.model_claims(cfg))
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -10,7 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ftcore.config.redact import is_secret_key
 from ftcore.errors import Problem
+from ftcore.suggest import did_you_mean as suggest
 
 _EXPECTED = {
     "int_parsing": "an integer",
@@ -26,12 +27,6 @@ _EXPECTED = {
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
 }
-
-
-def suggest(word: str, candidates: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def format_path(parts: typing.Sequence[str | int]) -> str:
@@ -107,6 +102,8 @@ def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key:
     first = errors[0]
     kind = first["type"]
     given = first.get("input")
+    if isinstance(key, str) and is_secret_key(key):
+        given = _Masked()
     if kind == "extra_forbidden":
         candidates = holder.model_fields if holder is not None else []
         return "unknown key" + suggest(key, candidates)
@@ -132,6 +129,13 @@ def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key:
         return text
     text = text.replace("Input should be", "must be").replace("Input ", "value ")
     return f"{text}, got {given!r}"
+
+
+class _Masked:
+    """Stands for a secret value in a message."""
+
+    def __repr__(self) -> str:
+        return "a value that is not shown (secret)"
 
 
 def problems_from_validation(error: ValidationError, model: type[BaseModel]) -> list[Problem]:

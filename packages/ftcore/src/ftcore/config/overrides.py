@@ -6,6 +6,7 @@ other value is read as YAML (``true``, ``3``, ``[a, b]``) and then validated wit
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any
@@ -15,11 +16,15 @@ from pydantic import BaseModel
 
 from ftcore.errors import FtcoreError
 
+_KEY_VALUE = re.compile(r"^[A-Za-z_][\w.-]*=")
+_NULLS = {"null", "~", "none", "None", "NULL"}
+
 
 def parse_override_args(args: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """Turn CLI words into ``(dotted key, text)`` pairs.
 
-    ``--flag`` with no value (at the end, or before another ``--option``) means ``true``.
+    ``--flag`` with no value (at the end, or before another ``--option`` or ``key=value``) means
+    ``true``.
     """
     pairs: list[tuple[str, str]] = []
     index = 0
@@ -29,7 +34,7 @@ def parse_override_args(args: list[str] | tuple[str, ...]) -> list[tuple[str, st
             key, eq, value = word[2:].partition("=")
             if not eq:
                 following = args[index + 1] if index + 1 < len(args) else None
-                if following is None or following.startswith("--"):
+                if following is None or following.startswith("--") or _KEY_VALUE.match(following):
                     value = "true"
                 else:
                     value = following
@@ -76,7 +81,9 @@ def annotation_at(model: type[BaseModel] | None, parts: list[str]) -> Any:
 
 
 def coerce_text(text: str, annotation: Any) -> Any:
-    """The value of an override's text for a field of type ``annotation``."""
+    """The value of an override's text for a field of type ``annotation``; ``null`` unsets."""
+    if text in _NULLS:
+        return None
     if annotation is str:
         return text
     try:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from ftcore.suggest import did_you_mean
+
 BUILTIN_DATASET_TYPES = ("completion", "alpaca", "chat_template", "input_output")
 
 #: Dataset types of preference and RL training, and the ``rl`` methods each one serves.
@@ -46,6 +48,9 @@ class DatasetConfig(StrictModel):
     )
     name: str | None = Field(None, description="Dataset configuration name (hub datasets).")
     split: str = Field("train", description="Split to read.")
+    revision: str | None = Field(
+        None, description="Hub datasets: the git revision to read (pins the tokenization cache)."
+    )
     data_files: str | list[str] | None = Field(
         None, description="Files to read inside `path` when it is a folder or hub repo."
     )
@@ -77,12 +82,10 @@ class DatasetConfig(StrictModel):
     def _known_type(cls, value: str, info: ValidationInfo) -> str:
         known = (info.context or {}).get("dataset_types")
         if known is not None and value not in known:
-            from ftcore.config.messages import suggest
-
             raise PydanticCustomError(
                 "ftcore_unknown_dataset_type",
                 "unknown dataset type '{value}'{hint}",
-                {"value": value, "hint": suggest(value, known)},
+                {"value": value, "hint": did_you_mean(value, known)},
             )
         return value
 
@@ -221,12 +224,13 @@ class CoreConfig(StrictModel):
         False, description="Pack several examples into each `sequence_len` row."
     )
     train_on_inputs: bool = Field(
-        False, description="Also compute loss on prompts (alpaca, input_output)."
+        False, description="Also compute loss on the prompt of `alpaca` rows."
     )
     strict: bool = Field(False, description="Rows that do not fit their type are errors.")
     dataset_prepared_path: str | None = Field(
         None,
-        description="Folder of the tokenization cache; default `<output_dir>/../.ftcore-cache`.",
+        description="Folder of the tokenization cache; default `$FTCORE_CACHE_DIR/prepared` "
+        "(`~/.cache/ftcore/prepared`).",
     )
     dataset_processes: int | None = Field(
         None, gt=0, description="Processes used to tokenize; default: all cores."
@@ -267,8 +271,10 @@ class CoreConfig(StrictModel):
     trl: TrlConfig = Field(default_factory=TrlConfig, description="Settings of the TRL trainer.")
 
     # ---- hub and tracking
-    hub_model_id: str | None = Field(None, description="Hub repository to push the model to.")
-    hf_token: str | None = Field(None, description="Hub token (redacted whenever printed).")
+    hf_token: str | None = Field(
+        None,
+        description="Hub token for gated models and private datasets (redacted whenever printed).",
+    )
 
     @field_validator("plugins")
     @classmethod

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ def default_cache_root() -> Path:
 
 
 def _hash_path(digest: Any, path: Path) -> None:
+    if not path.exists():
+        return  # reading it reports the missing file
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
@@ -77,6 +80,21 @@ def _tokenizer_identity(tokenizer: Any) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _strategy_identity(strategy: Any, cfg: Any) -> str:
+    """Which code tokenizes a type: class, its package's version, and what it says it reads.
+
+    A plugin's strategy may define ``fingerprint(cfg) -> str`` over the config keys it reads.
+    """
+    if strategy is None:
+        return "formatter"
+    kind = type(strategy)
+    package = sys.modules.get(kind.__module__.split(".")[0])
+    parts = [f"{kind.__module__}.{kind.__qualname__}", str(getattr(package, "__version__", ""))]
+    if callable(getattr(strategy, "fingerprint", None)):
+        parts.append(str(strategy.fingerprint(cfg)))
+    return "|".join(parts)
+
+
 def fingerprint(cfg: Any, tokenizer: Any, strategies: dict[str, Any]) -> str:
     """A hash of everything tokenization depends on."""
     digest = hashlib.sha256()
@@ -84,7 +102,7 @@ def fingerprint(cfg: Any, tokenizer: Any, strategies: dict[str, Any]) -> str:
     for ds in [*cfg.datasets, *cfg.test_datasets]:
         digest.update(json.dumps(ds.model_dump(), sort_keys=True).encode())
         strategy = strategies.get(ds.type)
-        digest.update(f"{type(strategy).__module__}.{type(strategy).__qualname__}".encode())
+        digest.update(_strategy_identity(strategy, cfg).encode())
         path = Path(ds.path).expanduser()
         if path.exists():
             targets = (
@@ -176,7 +194,7 @@ def _check_skipped(
 def _tokenize_one(ds: Any, cfg: Any, tokenizer: Any, strategy: Any, report: Any, report_path: Path):
     import datasets
 
-    rows = load_rows(ds)
+    rows = load_rows(ds, cfg.hf_token)
     processes = cfg.dataset_processes or (os.cpu_count() if len(rows) >= 20_000 else None)
     tokenized = rows.map(
         _row_converter(strategy, tokenizer, ds, cfg),
@@ -200,7 +218,7 @@ def _format_one(ds: Any, cfg: Any, formatter: Any, report: Any, report_path: Pat
     """Preference and RL rows: renamed and normalised for TRL, which tokenizes them itself."""
     import datasets
 
-    rows = load_rows(ds)
+    rows = load_rows(ds, cfg.hf_token)
     kept, errors = [], []
     for row in rows:
         try:
@@ -223,9 +241,11 @@ def _split(train: Any, cfg: Any) -> tuple[Any, Any]:
     if not size:
         return train, None
     test_size = size if size < 1 else int(size)
-    if (test_size if test_size >= 1 else test_size * len(train)) < 1 or len(train) < 2:
+    held_out = test_size if test_size >= 1 else test_size * len(train)
+    if held_out < 1 or held_out >= len(train):
         raise FtcoreError(
-            f"val_set_size {size} leaves no evaluation rows out of {len(train)}; raise it or set 0"
+            f"val_set_size {size} holds out {held_out:g} of {len(train)} rows; "
+            "it must leave at least one row for evaluation and one for training"
         )
     parts = train.train_test_split(test_size=test_size, seed=cfg.seed, shuffle=True)
     return parts["train"], parts["test"]
@@ -259,7 +279,8 @@ def prepare_datasets(
         with (staging / REPORT_NAME).open("w", encoding="utf-8") as report:
             parts: dict[str, list[Any]] = {"train": [], "eval": []}
             for split, entries in (("train", cfg.datasets), ("eval", cfg.test_datasets)):
-                for ds in entries:
+                key_of = "datasets" if split == "train" else "test_datasets"
+                for index, ds in enumerate(entries):
                     report_path = cache_dir / REPORT_NAME
                     if ds.type in RL_FORMATTERS:
                         formatter = RL_FORMATTERS[ds.type]
@@ -272,7 +293,7 @@ def prepare_datasets(
                     else:
                         raise FtcoreError(f"unknown dataset type '{ds.type}' for {ds.path}")
                     parts[split].append(part)
-                    summary["datasets"][ds.path] = stats
+                    summary["datasets"][f"{key_of}[{index}]"] = {"path": ds.path, **stats}
         trains, evals = parts["train"], parts["eval"]
         train = datasets.concatenate_datasets(trains)
         if evals:

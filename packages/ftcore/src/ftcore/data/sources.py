@@ -69,8 +69,8 @@ def _check_json_lines(path: Path) -> None:
                 ) from None
 
 
-def load_rows(ds: DatasetConfig) -> Any:
-    """The ``datasets.Dataset`` of one ``datasets:`` entry."""
+def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
+    """The ``datasets.Dataset`` of one ``datasets:`` entry (``token``: for private hub datasets)."""
     import datasets
 
     path = Path(ds.path).expanduser()
@@ -107,7 +107,12 @@ def load_rows(ds: DatasetConfig) -> Any:
         if path.is_absolute() or str(ds.path).startswith((".", "~")) or path.suffix in _FORMATS:
             raise FtcoreError(f"dataset file not found: {ds.path}")
         return datasets.load_dataset(
-            ds.path, name=ds.name, data_files=ds.data_files, split=ds.split
+            ds.path,
+            name=ds.name,
+            data_files=ds.data_files,
+            split=ds.split,
+            revision=ds.revision,
+            token=token,
         )
     except FtcoreError:
         raise

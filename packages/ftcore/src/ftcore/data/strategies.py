@@ -119,7 +119,10 @@ class ChatTemplate:
 
     def tokenize(self, row, tokenizer, ds, cfg):
         messages = read_messages(row.get(ds.field_messages), ds, ds.field_messages)
-        template = ds.chat_template or cfg.chat_template or None
+        from ftcore.modeling import resolve_chat_template
+
+        chosen = ds.chat_template or cfg.chat_template
+        template = resolve_chat_template(chosen) if chosen else None
 
         def render(turns: list[dict[str, str]], generation_prompt: bool = False) -> str:
             if not turns and not generation_prompt:

@@ -6,23 +6,20 @@ import logging
 import math
 from typing import Any
 
+from ftcore.dist import has_accelerator
 from ftcore.errors import FtcoreError
 
 log = logging.getLogger("ftcore")
 
 
-def has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _bf16(cfg: Any) -> bool:
     if cfg.bf16 != "auto":
         return bool(cfg.bf16)
+    if cfg.fp16:
+        return False
     import torch
 
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(has_accelerator() and torch.cuda.is_bf16_supported())
 
 
 def _interval(
@@ -92,7 +89,6 @@ def training_arguments(
         "ddp_find_unused_parameters": False,
         "prediction_loss_only": True,
         "report_to": "none",
-        "hub_model_id": cfg.hub_model_id,
     }
     if cfg.tf32:
         args["tf32"] = True

@@ -36,6 +36,14 @@ class FtcoreTrainerMixin:
             return super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
+        if (
+            self.model.training
+            and self.model_accepts_loss_kwargs
+            and num_items_in_batch is not None
+        ):
+            # The trainer leaves accumulation scaling to losses that see num_items_in_batch; a
+            # plugin's loss is a micro-batch mean, so scale it here.
+            loss = loss / self.current_gradient_accumulation_steps
         return (loss, None) if return_outputs else loss
 
     def create_optimizer(self, model=None):
@@ -58,6 +66,7 @@ class FtcoreTrainerMixin:
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every rank's files are written before the marker
         if self.args.should_save:
             run_dir = Path(self._get_output_dir(trial=trial))
             folder = run_dir / f"checkpoint-{self.state.global_step}"
