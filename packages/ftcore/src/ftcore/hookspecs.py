@@ -113,7 +113,10 @@ def ftcore_dataset_strategies() -> dict[str, Any] | None:
     Called once, before datasets are prepared (and during validation, to check ``type:`` names).
 
     :return: a mapping from type name to a strategy object, or ``None``. Collected; a name already
-        taken by the core or another plugin is a config error naming both.
+        taken by the core or another plugin is a config error naming both. A strategy has
+        ``tokenize(row, tokenizer, ds, cfg) -> {"input_ids", "labels"}`` and raises
+        ``ftcore.data.strategies.RowError`` for a row that does not fit; if it reads config keys,
+        it defines ``fingerprint(cfg) -> str`` over them so the tokenization cache notices changes.
     """
 
 
@@ -223,7 +226,8 @@ def ftcore_compute_loss(
 
     :param inputs: the collated batch.
     :param trainer: the running trainer.
-    :return: a scalar loss tensor, or ``None`` for the default loss. firstresult.
+    :return: the mean loss of this micro-batch (a scalar tensor), or ``None`` for the default loss;
+        ftcore scales it for gradient accumulation. firstresult.
     """
 
 
