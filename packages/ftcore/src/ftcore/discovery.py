@@ -10,6 +10,7 @@ import importlib
 import inspect
 import logging
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -114,7 +115,13 @@ def load_installed(plugin: InstalledPlugin) -> LoadedPlugin:
 
 
 def load_local(path: str) -> LoadedPlugin:
-    """Import an unpublished plugin from ``pkg.module``, ``pkg.module:Attr`` or ``pkg.module.Attr``."""
+    """Import an unpublished plugin from ``pkg.module``, ``pkg.module:Attr`` or ``pkg.module.Attr``.
+
+    Modules are found on ``sys.path`` and, after it, in the current directory (as ``python -m``
+    would), so a plugin can sit next to the config that lists it.
+    """
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     module_name, _, attr = path.partition(":")
     try:
         try:

@@ -194,11 +194,15 @@ def _check_skipped(
 def _tokenize_one(ds: Any, cfg: Any, tokenizer: Any, strategy: Any, report: Any, report_path: Path):
     import datasets
 
+    map_fingerprint = hashlib.sha256(f"{report_path}|{ds.model_dump_json()}".encode()).hexdigest()[
+        :16
+    ]
     rows = load_rows(ds, cfg.hf_token)
     processes = cfg.dataset_processes or (os.cpu_count() if len(rows) >= 20_000 else None)
     tokenized = rows.map(
         _row_converter(strategy, tokenizer, ds, cfg),
         remove_columns=rows.column_names,
+        new_fingerprint=map_fingerprint,  # ftcore's cache is keyed already; skip hashing the closure
         num_proc=processes,
         desc=f"Tokenizing {ds.path}",
         features=datasets.Features(

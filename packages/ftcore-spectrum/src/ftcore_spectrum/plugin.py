@@ -1,0 +1,62 @@
+"""Hook implementations of ftcore-spectrum (nothing heavy imported at module level)."""
+
+from __future__ import annotations
+
+import logging
+
+from ftcore import hookimpl
+
+log = logging.getLogger("ftcore")
+
+
+@hookimpl
+def ftcore_config_schema():
+    """Add the ``spectrum_*`` keys."""
+    from ftcore_spectrum.config import SpectrumArgs
+
+    return SpectrumArgs
+
+
+@hookimpl
+def ftcore_validate_config(cfg):
+    """Spectrum chooses the trained parameters itself: not with an adapter or a hand-made list."""
+    problems = []
+    if cfg.adapter:
+        problems.append(
+            (
+                "adapter",
+                f"spectrum trains a subset of the full model; remove adapter: {cfg.adapter}",
+            )
+        )
+    if cfg.unfrozen_parameters:
+        problems.append(
+            ("unfrozen_parameters", "spectrum sets the trained parameters; remove this key")
+        )
+    return problems
+
+
+@hookimpl
+def ftcore_post_model_build(cfg, model):
+    """Select the highest-SNR matrices of each type; the core then freezes everything else."""
+    from ftcore_spectrum.scan import check_results_match, describe, snr_results
+    from ftcore_spectrum.selection import select_modules, unfrozen_patterns
+
+    results, source = snr_results(cfg, model)
+    check_results_match(results, model, source)
+    chosen = select_modules(results, cfg.spectrum_top_fraction)
+    cfg.unfrozen_parameters = unfrozen_patterns(
+        chosen, cfg.spectrum_unfreeze_embeddings, cfg.spectrum_unfreeze_lm_head
+    )
+    log.info(
+        "ftcore: spectrum trains %d of %d weight matrices (SNR from %s)\n%s",
+        len(chosen),
+        len(results),
+        source,
+        describe(results, chosen),
+    )
+
+
+@hookimpl
+def ftcore_cli_commands():
+    """``ftcore spectrum scan CONFIG``."""
+    return {"spectrum": "ftcore_spectrum.cli:spectrum"}

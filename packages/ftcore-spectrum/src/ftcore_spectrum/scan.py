@@ -1,0 +1,79 @@
+"""Scan a model (or read a Spectrum file) and choose what to train."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ftcore_spectrum.selection import (
+    cache_file,
+    linear_weights,
+    read_results,
+    results_json,
+    write_results,
+)
+
+log = logging.getLogger("ftcore")
+
+
+def model_name(cfg: Any) -> str:
+    return cfg.spectrum_model_name or cfg.base_model or cfg.base_model_config or "model"
+
+
+def scan_model(model: Any, show_progress: bool = True) -> dict[str, dict[str, Any]]:
+    """SNR of every decoder weight matrix of ``model``, in Spectrum's format."""
+    from tqdm.auto import tqdm
+
+    from ftcore_spectrum.snr import scan_snr
+
+    weights = linear_weights(model)
+    with tqdm(
+        total=len(weights), desc="Spectrum SNR scan", unit="matrix", disable=not show_progress
+    ) as bar:
+        snr = scan_snr(weights, progress=bar.update)
+    return results_json(snr)
+
+
+def snr_results(cfg: Any, model: Any) -> tuple[dict[str, dict[str, Any]], str]:
+    """The SNR results for ``cfg``: the given file, the cache, or a fresh scan (then cached)."""
+    if cfg.spectrum_snr_file:
+        return read_results(cfg.spectrum_snr_file), f"file {cfg.spectrum_snr_file}"
+    cached = cache_file(model_name(cfg))
+    if cached.is_file():
+        return read_results(cached), f"cache {cached}"
+    results = scan_model(model)
+    write_results(cached, results)
+    return results, f"a scan (cached in {cached})"
+
+
+def check_results_match(results: dict[str, dict[str, Any]], model: Any, source: str) -> None:
+    """An SNR file made for another model names modules this one does not have."""
+    from ftcore.errors import FtcoreError
+
+    names = {name for name, _ in linear_weights(model)}
+    unknown = sorted(set(results) - names)
+    if unknown:
+        raise FtcoreError(
+            f"spectrum: the SNR results from {source} name modules this model lacks "
+            f"(e.g. {unknown[0]}); they were made for another model: set spectrum_snr_file or "
+            "spectrum_model_name to match base_model"
+        )
+
+
+def describe(results: dict[str, dict[str, Any]], chosen: list[str]) -> str:
+    """A table per type: how many matrices, how many trained, the SNR range of the trained ones."""
+    by_type: dict[str, list[tuple[str, float]]] = {}
+    for name, entry in results.items():
+        by_type.setdefault(entry["type"], []).append((name, float(entry["snr"])))
+    selected = set(chosen)
+    lines = [f"{'type':<24} {'trained':>9}  {'snr of trained':>22}"]
+    for kind, entries in sorted(by_type.items()):
+        picked = [snr for name, snr in entries if name in selected]
+        span = f"{min(picked):.4f} .. {max(picked):.4f}" if picked else "-"
+        lines.append(f"{kind:<24} {len(picked):>4}/{len(entries):<4}  {span:>22}")
+    return "\n".join(lines)
+
+
+def output_path(path: str | None, cfg: Any) -> Path:
+    return Path(path) if path else cache_file(model_name(cfg))
