@@ -3,13 +3,15 @@
 Activated as ``plugins: [benchmarks.grokking_probe]`` (run from the repository root). Every
 ``PROBE_EVERY`` optimizer steps it computes the accuracy of the answer token on the rows of
 ``PROBE_VAL`` (an ``input_output`` JSONL file), appends ``{step, val_accuracy, train_loss}`` to
-``PROBE_LOG``, and stops training once the accuracy reaches ``PROBE_TARGET``.
+``PROBE_LOG``, and stops training once the accuracy reaches ``PROBE_TARGET`` (or the clock passes
+``PROBE_DEADLINE``, a Unix time).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 from ftcore import hookimpl
 
@@ -56,7 +58,8 @@ def _probe_callback():
             }
             with open(os.environ["PROBE_LOG"], "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(entry) + "\n")
-            if accuracy >= self.target:
+            deadline = float(os.environ.get("PROBE_DEADLINE", "inf"))
+            if accuracy >= self.target or time.time() > deadline:
                 control.should_training_stop = True
 
     return Probe()

@@ -218,3 +218,31 @@ def test_a_named_chat_template_per_dataset(tmp_path, tiny_tokenizer):
     row = prepare_datasets(cfg, tiny_tokenizer).train[0]
     trained = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
     assert tiny_tokenizer.decode(trained) == "yo<|im_end|>\n"
+
+
+def test_two_processes_preparing_the_same_data_both_succeed(tmp_path, tiny_tokenizer):
+    import subprocess
+    import sys
+
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": f"row {i}"} for i in range(2000)])
+    script = (
+        "import sys\n"
+        "from ftcore.config import load_config\n"
+        "from ftcore.data.prepare import prepare_datasets\n"
+        "from ftcore.testing import load_tiny_tokenizer\n"
+        f"cfg = load_config({{'datasets': [{{'path': {path!r}}}], 'dataset_prepared_path': {str(tmp_path / 'cache')!r}}}).cfg\n"
+        "print(len(prepare_datasets(cfg, load_tiny_tokenizer()).train))\n"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-500:] for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["2000"] * 3
+    assert len([p for p in (tmp_path / "cache").iterdir()]) == 1  # one cache, no staging left

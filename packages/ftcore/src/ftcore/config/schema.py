@@ -252,6 +252,9 @@ class CoreConfig(StrictModel):
         None, ge=0.0, le=1.0, description="Warmup as a fraction of all updates."
     )
     weight_decay: float = Field(0.0, ge=0.0, description="Decoupled weight decay.")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="Adam(W) first-moment decay.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam(W) second-moment decay.")
+    adam_epsilon: float = Field(1e-8, gt=0.0, description="Adam(W) epsilon.")
     max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping norm (0: off).")
     logging_steps: int = Field(1, gt=0, description="Log every N updates.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N updates.")

@@ -313,10 +313,12 @@ def prepare_datasets(
         if "input_ids" in train.column_names:
             summary["train_tokens"] = int(sum(len(ids) for ids in train["input_ids"]))
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-        if cache_dir.exists():  # another process finished first: keep its copy
-            shutil.rmtree(staging)
-        else:
+        try:
             staging.rename(cache_dir)
+        except OSError:
+            if not (cache_dir / "summary.json").is_file():
+                raise
+            shutil.rmtree(staging)  # another process finished the same preparation first
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
