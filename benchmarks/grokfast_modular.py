@@ -46,7 +46,7 @@ def run_variant(
         "PROBE_DEADLINE": str(time.time() + args.time_limit),
     }
     command = [
-        sys.executable, "-m", "ftcore", "train", str(CONFIG), *extra,
+        sys.executable, "-m", "ftcore", "train", str(CONFIG), *args.overrides, *extra,
         "plugins=[grokfast, benchmarks.grokking_probe]",
         f"max_steps={args.max_steps}", f"output_dir={work / name}",
         f"dataset_prepared_path={work / 'prepared'}", "save_steps=100000", "logging_steps=50",
@@ -74,6 +74,14 @@ def main() -> None:
     parser.add_argument("--probe-every", type=int, default=50)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--time-limit", type=float, default=3600, help="seconds per variant")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="a config override for both variants, e.g. --set weight_decay=0.005",
+    )
+    parser.add_argument("--label", default="", help="suffix of the result file name")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     import torch
@@ -83,7 +91,7 @@ def main() -> None:
         if torch.cuda.is_available()
         else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     )
-    logs = Path(args.out) / "grokfast-modular-curves"
+    logs = Path(args.out) / f"grokfast-modular-curves{'-' + args.label if args.label else ''}"
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(len(VARIANTS)) as pool:
         # The variants run side by side: a model this small leaves the device mostly idle.
@@ -106,7 +114,8 @@ def main() -> None:
         "settings": {"config": str(CONFIG.relative_to(ROOT)), **vars(args)},
         "results": results,
     }
-    out = Path(args.out) / f"grokfast-modular-{payload['date']}.json"
+    suffix = f"-{args.label}" if args.label else ""
+    out = Path(args.out) / f"grokfast-modular-{payload['date']}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
