@@ -12,7 +12,7 @@ from ftcore.errors import FtcoreError
 log = logging.getLogger("ftcore")
 
 
-def _bf16(cfg: Any) -> bool:
+def uses_bf16(cfg: Any) -> bool:
     if cfg.bf16 != "auto":
         return bool(cfg.bf16)
     if cfg.fp16:
@@ -84,7 +84,7 @@ def training_arguments(
         "save_steps": save_steps,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
-        "bf16": _bf16(cfg),
+        "bf16": uses_bf16(cfg),
         "fp16": cfg.fp16,
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "dataloader_num_workers": cfg.dataloader_num_workers,

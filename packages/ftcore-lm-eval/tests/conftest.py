@@ -1,0 +1,6 @@
+import os
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+pytest_plugins = ["ftcore.testing"]
