@@ -125,6 +125,7 @@ def test_every_hook_runs_once_in_the_documented_order(
         "ftcore_reward_functions",
         "ftcore_on_rollouts",
         "ftcore_inference_handler",
+        "ftcore_on_train_error",
     }
     assert set(HOOK_NAMES) - set(first_calls) == not_in_sft
     assert metrics["eval_loss"] > 0
@@ -465,3 +466,30 @@ def test_a_new_run_in_the_same_folder_leaves_no_stale_weights(tmp_path, base_mod
     assert not (out / "adapter_model.safetensors").exists()
     with pytest.raises(FtcoreError, match="holds no LoRA adapter"):
         merge_adapter(load_config({**full, "adapter": "lora"}).cfg)
+
+
+FAILING = """
+import os
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_post_trainer_create(cfg, trainer):
+    raise RuntimeError("plugin broke the run")
+
+@hookimpl
+def ftcore_on_train_error(cfg, error):
+    with open(os.environ["ERROR_LOG"], "w") as handle:
+        handle.write(type(error).__name__ + ": " + str(error))
+    raise ValueError("and the error hook broke too")
+"""
+
+
+def test_a_failed_run_calls_the_error_hook_and_keeps_the_error(
+    tmp_path, base_model, plugin_site, monkeypatch
+):
+    plugin_site.add("unused", {}, {"testplugins.failing": FAILING})
+    monkeypatch.setenv("ERROR_LOG", str(tmp_path / "error.txt"))
+    cfg = run_config(tmp_path, base_model, plugins=["testplugins.failing"])
+    with pytest.raises(RuntimeError, match="plugin broke the run"):
+        train(load_config(cfg))
+    assert (tmp_path / "error.txt").read_text() == "RuntimeError: plugin broke the run"

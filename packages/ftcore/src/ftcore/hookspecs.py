@@ -326,6 +326,18 @@ def ftcore_post_train(cfg: FtcoreConfig, trainer: Any) -> None:
 
 
 @hookspec
+def ftcore_on_train_error(cfg: FtcoreConfig, error: BaseException) -> None:
+    """Act when the run fails: training, saving or a hook raised (notify, close a tracker run).
+
+    Called once, from ``ftcore train``, before the error propagates, on every rank. An exception
+    raised here is logged and does not replace the original error.
+
+    :param error: the exception that stops the run.
+    :return: nothing. All implementations run.
+    """
+
+
+@hookspec
 def ftcore_post_train_unload(cfg: FtcoreConfig) -> None:
     """Act after the model and trainer were freed (run evaluations, stop servers).
 

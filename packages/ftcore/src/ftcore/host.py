@@ -7,6 +7,7 @@ registered implementation first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from ftcore.suggest import did_you_mean
 if TYPE_CHECKING:  # pragma: no cover
     from ftcore.claims import Claim
     from ftcore.config import FtcoreConfig
+
+log = logging.getLogger("ftcore")
 
 HOOK_NAMES = tuple(sorted(name for name in vars(hookspecs) if name.startswith("ftcore_")))
 
@@ -289,6 +292,17 @@ class PluginHost:
 
     def post_train(self, cfg: FtcoreConfig, trainer: Any) -> None:
         self._call_all("ftcore_post_train", cfg=cfg, trainer=trainer)
+
+    def on_train_error(self, cfg: FtcoreConfig, error: BaseException) -> None:
+        """Tell every plugin the run failed; their own failures are logged, never raised."""
+        self._notify("ftcore_on_train_error", {"cfg": cfg, "error": error})
+        for impl in reversed(self.pm.hook.ftcore_on_train_error.get_hookimpls()):
+            try:
+                impl.function(*({"cfg": cfg, "error": error}[arg] for arg in impl.argnames))
+            except Exception:
+                log.exception(
+                    "ftcore: plugin '%s' failed in ftcore_on_train_error", impl.plugin_name
+                )
 
     def post_train_unload(self, cfg: FtcoreConfig) -> None:
         self._call_all("ftcore_post_train_unload", cfg=cfg)

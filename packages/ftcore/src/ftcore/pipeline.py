@@ -128,7 +128,19 @@ def _sft_trainer(
 
 
 def train(loaded: Any) -> dict[str, Any]:
-    """``ftcore train``: run the whole pipeline; return the final metrics."""
+    """``ftcore train``: run the whole pipeline; return the final metrics.
+
+    If anything fails after the config loaded, ``ftcore_on_train_error`` runs, then the error
+    propagates unchanged.
+    """
+    try:
+        return _train(loaded)
+    except BaseException as exc:
+        loaded.host.on_train_error(loaded.cfg, exc)
+        raise
+
+
+def _train(loaded: Any) -> dict[str, Any]:
     from transformers import set_seed
 
     from ftcore.data.packing import pack_dataset
