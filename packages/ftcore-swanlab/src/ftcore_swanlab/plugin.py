@@ -1,0 +1,200 @@
+"""Hook implementations of ftcore-swanlab. Only rank 0 talks to SwanLab and to Lark.
+
+SwanLab 0.10 silently drops ``api_key``, ``web_host``, ``api_host`` and ``log_model`` when they are
+passed to ``swanlab.init``; the key goes through ``swanlab.login`` and the hosts through the
+``SWANLAB_API_HOST``/``SWANLAB_WEB_HOST`` variables instead, before the run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ftcore import hookimpl
+
+log = logging.getLogger("ftcore")
+
+RL_TRAINERS = ("dpo", "kto", "orpo", "grpo")
+OTHER_TRACKERS = ("wandb", "mlflow", "comet_ml")
+
+
+def _active(cfg: Any) -> bool:
+    from ftcore.dist import is_main_process
+
+    return cfg.use_swanlab and cfg.swanlab_mode != "disabled" and is_main_process()
+
+
+def _lark_settings(cfg: Any) -> tuple[str | None, str | None]:
+    url = cfg.swanlab_lark_webhook_url or os.environ.get("SWANLAB_LARK_WEBHOOK_URL")
+    secret = cfg.swanlab_lark_secret or os.environ.get("SWANLAB_LARK_SECRET")
+    return url, secret
+
+
+class SwanLabPlugin:
+    """One tracked run per process: SwanLab run, Lark notifier, completion buffer."""
+
+    def __init__(self) -> None:
+        self.notifier: Any = None
+        self.buffer: Any = None
+        self.run_name = "ftcore run"
+
+    # ------------------------------------------------------------------------------------- config
+
+    @hookimpl
+    def ftcore_config_schema(self):
+        """Add ``use_swanlab`` and the ``swanlab_*`` keys."""
+        from ftcore_swanlab.config import SwanLabArgs
+
+        return SwanLabArgs
+
+    @hookimpl
+    def ftcore_validate_config(self, cfg):
+        """A tracked run needs a project with a name."""
+        if not cfg.use_swanlab:
+            return None
+        if cfg.swanlab_project is None:
+            return [("swanlab_project", "required when use_swanlab is true: name the project")]
+        if not cfg.swanlab_project.strip():
+            return [("swanlab_project", "must not be empty")]
+        return None
+
+    @hookimpl
+    def ftcore_configure(self, cfg):
+        """Warn about settings that will not work as the user probably expects."""
+        if not cfg.use_swanlab or cfg.swanlab_mode == "disabled":
+            return
+        has_key = cfg.swanlab_api_key or os.environ.get("SWANLAB_API_KEY")
+        if cfg.swanlab_mode == "cloud" and not has_key:
+            log.warning(
+                "ftcore: swanlab_mode is cloud but no API key is set (swanlab_api_key or "
+                "SWANLAB_API_KEY); this works only after `swanlab login`, else use swanlab_mode: "
+                "offline or local"
+            )
+        url, secret = _lark_settings(cfg)
+        if url and not secret:
+            log.warning(
+                "ftcore: the Lark webhook has no secret (swanlab_lark_secret or "
+                "SWANLAB_LARK_SECRET): anyone with its URL can post to the chat; enable signing"
+            )
+
+    # ------------------------------------------------------------------------------------ trainer
+
+    @hookimpl
+    def ftcore_callbacks(self, cfg, model):
+        """Metrics through SwanLab's own transformers callback (rank 0), and completion tables."""
+        if not _active(cfg):
+            return None
+        from swanlab.integration.transformers import SwanLabCallback
+
+        callbacks = [SwanLabCallback(log_config=True)]
+        if cfg.swanlab_log_completions and cfg.rl in RL_TRAINERS:
+            from ftcore_swanlab.callbacks import CompletionTableCallback
+            from ftcore_swanlab.completions import CompletionBuffer
+
+            self.buffer = CompletionBuffer(cfg.swanlab_completion_max_buffer)
+            callbacks.append(
+                CompletionTableCallback(self.buffer, cfg.swanlab_completion_log_interval)
+            )
+        return callbacks
+
+    @hookimpl
+    def ftcore_post_trainer_create(self, cfg, trainer):
+        """Start the SwanLab run (rank 0) with the redacted config, and announce it on Lark."""
+        if not _active(cfg):
+            return
+        self._warn_about_other_trackers(trainer)
+        self._start_run(cfg)
+        url, secret = _lark_settings(cfg)
+        if url:
+            from ftcore_swanlab.lark import LarkNotifier
+
+            self.notifier = LarkNotifier(url, secret)
+            self.notifier.send(f"ftcore: training started: {self.run_name}")
+
+    def _warn_about_other_trackers(self, trainer: Any) -> None:
+        report_to = getattr(trainer.args, "report_to", None) or []
+        others = [name for name in report_to if name in OTHER_TRACKERS]
+        if len(others) >= 2:
+            log.warning(
+                "ftcore: %d experiment trackers at once (swanlab, %s): each adds overhead to every "
+                "logging step; keep one or two",
+                len(others) + 1,
+                ", ".join(others),
+            )
+        elif others:
+            log.warning("ftcore: two experiment trackers at once (swanlab, %s)", others[0])
+
+    def _start_run(self, cfg: Any) -> None:
+        import swanlab
+
+        from ftcore.config.redact import redact
+
+        if cfg.swanlab_api_host:
+            os.environ["SWANLAB_API_HOST"] = cfg.swanlab_api_host
+        if cfg.swanlab_web_host:
+            os.environ["SWANLAB_WEB_HOST"] = cfg.swanlab_web_host
+        os.environ.setdefault("SWANLAB_INTERACTIVE", "false")
+        if cfg.swanlab_mode == "cloud" and cfg.swanlab_api_key:
+            swanlab.login(api_key=cfg.swanlab_api_key, host=cfg.swanlab_api_host)
+        log_dir = os.environ.get("SWANLAB_LOG_DIR") or str(Path(cfg.output_dir) / "swanlog")
+        self.run_name = cfg.swanlab_experiment_name or Path(cfg.output_dir).name
+        swanlab.init(
+            project=cfg.swanlab_project,
+            experiment_name=cfg.swanlab_experiment_name,
+            description=cfg.swanlab_description,
+            workspace=cfg.swanlab_workspace,
+            mode="online" if cfg.swanlab_mode == "cloud" else cfg.swanlab_mode,
+            log_dir=log_dir,
+            config={"ftcore": redact(cfg.model_dump(mode="json"))},
+        )
+
+    # ------------------------------------------------------------------------------------- rl
+
+    @hookimpl
+    def ftcore_on_rollouts(self, cfg, trainer, prompts, completions, rewards, advantages):
+        """Buffer scored GRPO completions for the next completion table."""
+        if self.buffer is not None:
+            self.buffer.add_rollouts(
+                trainer.state.global_step, prompts, completions, rewards, advantages
+            )
+
+    # ------------------------------------------------------------------------------------ end
+
+    @hookimpl
+    def ftcore_post_train(self, cfg, trainer):
+        """Log the run manifest and the last completions, finish the run, announce completion."""
+        if not _active(cfg):
+            return
+        import swanlab
+
+        manifest = Path(cfg.output_dir) / "ftcore_run.json"
+        if manifest.is_file() and swanlab.has_run():
+            swanlab.config.update({"ftcore_manifest": json.loads(manifest.read_text())})
+        if self.buffer is not None:
+            self.buffer.flush(trainer.state.global_step)
+        loss = next(
+            (e["train_loss"] for e in reversed(trainer.state.log_history) if "train_loss" in e),
+            None,
+        )
+        swanlab.finish()
+        if self.notifier is not None:
+            summary = f", train_loss {loss:.4f}" if loss is not None else ""
+            self.notifier.send(
+                f"ftcore: training finished: {self.run_name} ({trainer.state.global_step} steps{summary})"
+            )
+
+    @hookimpl
+    def ftcore_on_train_error(self, cfg, error):
+        """Mark the SwanLab run crashed and tell Lark what went wrong."""
+        if not _active(cfg):
+            return
+        import swanlab
+
+        message = f"{type(error).__name__}: {error}"
+        if swanlab.has_run():
+            swanlab.finish(state="crashed", error=message)
+        if self.notifier is not None:
+            self.notifier.send(f"ftcore: training failed: {self.run_name}: {message}")

@@ -1,0 +1,5 @@
+import os
+
+os.environ.setdefault("SWANLAB_INTERACTIVE", "false")
+
+pytest_plugins = ["ftcore.testing"]
