@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,35 +70,18 @@ def _collators(cfg: Any, host: Any, tokenizer: Any) -> tuple[Any, Any]:
     return train, evaluation
 
 
-#: Files of a saved model; a new save removes those of an earlier run that it does not write.
-_WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
-                 "adapter_model*", "adapter_config.json")  # fmt: skip
-
-
-def _remove_stale_weights(output_dir: Path, written: set[str]) -> None:
-    for pattern in _WEIGHT_FILES:
-        for stale in output_dir.glob(pattern):
-            if stale.name not in written and stale.is_file():
-                stale.unlink()
-
-
 def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     """Save weights and tokenizer into ``output_dir`` without ever leaving a half-written file."""
-    staging = output_dir / ".ftcore-final.tmp"
+    from ftcore.saving import publish, staging_dir
+
     trainer.model.config.use_cache = True  # for whoever generates with the saved model
-    if is_main_process():
-        shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(output_dir) if is_main_process() else output_dir / ".ftcore-final.tmp"
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if is_main_process():
         tokenizer.save_pretrained(str(staging))
-        _remove_stale_weights(output_dir, {item.name for item in staging.iterdir()})
-        for item in sorted(staging.iterdir()):
-            target = output_dir / item.name
-            if item.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            os.replace(item, target)
-        staging.rmdir()
+        publish(staging, output_dir)
 
 
 def _sft_trainer(

@@ -20,6 +20,7 @@ class FtcoreTrainerMixin:
     ftcore_host: Any = None
     ftcore_save_total_limit: int | None = None
     ftcore_eval_collator: Any = None
+    ftcore_last_loss: Any = None  # the last micro-batch's loss, for plugins that need it
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.ftcore_eval_collator in (None, self.data_collator):
@@ -33,9 +34,12 @@ class FtcoreTrainerMixin:
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.ftcore_host.compute_loss(self.ftcore_cfg, model, inputs, self)
         if loss is None:
-            return super().compute_loss(
+            result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
+            self.ftcore_last_loss = (result[0] if return_outputs else result).detach()
+            return result
+        self.ftcore_last_loss = loss.detach()
         if (
             self.model.training
             and self.model_accepts_loss_kwargs
