@@ -1,0 +1,68 @@
+import logging
+
+import pytest
+
+from ftcore.errors import FtcoreError
+from ftcore_llmcompressor.recipe import normalise, read_recipe, split, to_recipe, translate_target
+
+DOC_RECIPE = {
+    "finetuning_stage": {
+        "finetuning_modifiers": {
+            "ConstantPruningModifier": {
+                "targets": ["re:.*q_proj.weight", "re:.*down_proj\\.weight$"]
+            }
+        }
+    },
+    "quant_stage": {
+        "quant_modifiers": {"QuantizationModifier": {"targets": ["Linear"], "scheme": "W8A8"}}
+    },
+}
+
+
+def test_parameter_targets_become_module_targets():
+    assert translate_target("re:.*q_proj.weight") == "re:.*q_proj$"
+    assert translate_target("re:.*down_proj\\.weight$") == "re:.*down_proj$"
+    assert translate_target("Linear") == "Linear"
+
+
+def test_normalise_translates_starts_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        recipe = normalise(DOC_RECIPE)
+    pruning = recipe["finetuning_stage"]["finetuning_modifiers"]["ConstantPruningModifier"]
+    assert pruning == {"targets": ["re:.*q_proj$", "re:.*down_proj$"], "start": 0}
+    assert len(caplog.messages) == 2
+    assert "start" not in recipe["quant_stage"]["quant_modifiers"]["QuantizationModifier"]
+
+
+def test_quantization_is_split_off_and_stages_really_load():
+    training, post = split(normalise(DOC_RECIPE))
+    assert list(training) == ["finetuning_stage"] and list(post) == ["quant_stage"]
+    loaded = to_recipe(training)
+    assert [type(m).__name__ for m in loaded.modifiers] == ["ConstantPruningModifier"]
+
+
+def test_recipe_from_yaml_text_and_bad_input(tmp_path):
+    text = "stage:\n  s_modifiers:\n    ConstantPruningModifier:\n      targets: [Linear]\n"
+    assert read_recipe(text)["stage"]["s_modifiers"]["ConstantPruningModifier"]["targets"] == [
+        "Linear"
+    ]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    assert read_recipe(str(path)) == read_recipe(text)
+    with pytest.raises(FtcoreError, match="no recipe file"):
+        read_recipe(str(tmp_path / "missing.yaml"))
+    with pytest.raises(FtcoreError, match="give a mapping of stages"):
+        read_recipe(42)
+
+
+def test_stage_names_are_fixed_so_modifiers_load(caplog):
+    recipe = {
+        "ft": {"ft_modifiers": {"ConstantPruningModifier": {"targets": ["Linear"], "start": 0}}}
+    }
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        fixed = normalise(recipe)
+    assert list(fixed) == ["ft_stage"]
+    assert "is renamed 'ft_stage'" in caplog.messages[0]
+    assert len(to_recipe(fixed).modifiers) == 1
+    with pytest.raises(FtcoreError, match="loaded 0 of its 1 modifiers"):
+        to_recipe(recipe)
