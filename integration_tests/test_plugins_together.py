@@ -1,0 +1,69 @@
+"""Several integration packages active in one run, as a user would combine them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftcore.config import load_config
+from ftcore.errors import ConfigError
+from ftcore.pipeline import train
+from ftcore.testing import data, save_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ROOT / "packages" / "ftcore-lm-eval" / "tests" / "tasks"
+
+
+@pytest.mark.slow
+def test_grokfast_spectrum_swanlab_and_lm_eval_in_one_run(tmp_path, monkeypatch, hook_recorder):
+    monkeypatch.setenv("FTCORE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SWANLAB_INTERACTIVE", "false")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    base = save_tiny_model(str(tmp_path / "tiny"), "llama", seed=0)
+    cfg = {
+        "base_model": base,
+        "plugins": ["grokfast", "spectrum", "swanlab", "lm-eval"],
+        "datasets": [{"path": data.write_jsonl(tmp_path / "add.jsonl", data.addition_rows(2))}],
+        "sequence_len": 16,
+        "micro_batch_size": 16,
+        "max_steps": 6,
+        "logging_steps": 2,
+        "learning_rate": 3e-3,
+        "bf16": False,
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        "output_dir": str(tmp_path / "out"),
+        "spectrum_top_fraction": 0.5,
+        "swanlab_project": "together",
+        "swanlab_mode": "offline",
+        "swanlab_workspace": "team",
+        "lm_eval_tasks": ["toy_add_mc"],
+        "lm_eval_include_path": str(TASKS),
+        "lm_eval_limit": 8,
+    }
+    loaded = load_config(cfg)
+    assert loaded.host.names == ["grokfast", "spectrum", "swanlab", "lm-eval"]
+    train(loaded)
+    out = Path(cfg["output_dir"])
+    manifest = json.loads((out / "ftcore_run.json").read_text())
+    assert [p["name"] for p in manifest["plugins"]] == [
+        "grokfast",
+        "spectrum",
+        "swanlab",
+        "lm-eval",
+    ]
+    assert loaded.cfg.unfrozen_parameters  # spectrum chose what trains
+    assert list((out / "swanlog").glob("run-*/run-*.swanlab"))  # swanlab tracked the run
+    results = json.loads(next(out.glob("lm_eval_results/*/results.json")).read_text())
+    assert results["summary"]["toy_add_mc"]["sample_len"] == 8  # lm-eval ran after training
+    for hook in ("ftcore_callbacks", "ftcore_post_model_build", "ftcore_post_train_unload"):
+        assert hook in hook_recorder.names
+
+
+def test_plugins_that_want_the_trained_parameters_conflict_clearly(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config({"plugins": ["spectrum", "llmcompressor"], "adapter": "lora"})
+    message = str(info.value)
+    assert "adapter: spectrum trains a subset of the full model" in message
+    assert "llmcompressor: required" in message
