@@ -66,3 +66,12 @@ def test_stage_names_are_fixed_so_modifiers_load(caplog):
     assert len(to_recipe(fixed).modifiers) == 1
     with pytest.raises(FtcoreError, match="loaded 0 of its 1 modifiers"):
         to_recipe(recipe)
+
+
+def test_a_recipe_without_stages_is_a_config_error(tmp_path):
+    from ftcore.config import load_config
+    from ftcore.errors import ConfigError
+
+    flat = {"ConstantPruningModifier": {"targets": ["Linear"], "start": 0}}
+    with pytest.raises(ConfigError, match=r"llmcompressor\.recipe: holds no modifier"):
+        load_config({"plugins": ["llmcompressor"], "llmcompressor": {"recipe": flat}})

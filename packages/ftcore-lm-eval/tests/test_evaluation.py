@@ -139,3 +139,10 @@ def test_bad_task_specs_are_config_errors(tmp_path, base_model):
     cfg = run_config(tmp_path, base_model, lm_eval_tasks=["mmlu:five"])
     with pytest.raises(ConfigError, match="write tasks as name or name:fewshot"):
         load_config(cfg)
+
+
+def test_an_unknown_task_stops_the_run_before_training(tmp_path, base_model):
+    cfg = run_config(tmp_path, base_model, lm_eval_tasks=["toy_add_mcc"])
+    with pytest.raises(FtcoreError, match="unknown task 'toy_add_mcc'"):
+        train(load_config(cfg))
+    assert not (Path(cfg["output_dir"]) / "model.safetensors").exists()

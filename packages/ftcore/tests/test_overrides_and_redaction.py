@@ -111,6 +111,18 @@ def test_webhooks_plural_keys_and_url_credentials_are_redacted():
     }
 
 
+def test_secret_overrides_are_masked_in_a_command_line():
+    from ftcore.config.redact import redact_argv
+
+    assert redact_argv(
+        ["ftcore", "train", "c.yml", "hf_token=abc", "--swanlab-api-key", "k", "--seed", "3",
+         "swanlab.lark_webhook_url=https://x", "base_model=https://u:p@h/m"]
+    ) == [
+        "ftcore", "train", "c.yml", "hf_token=***", "--swanlab-api-key", "***", "--seed", "3",
+        "swanlab.lark_webhook_url=***", "base_model=https://***@h/m",
+    ]  # fmt: skip
+
+
 def test_a_secret_with_a_wrong_type_is_not_echoed():
     with pytest.raises(ConfigError) as info:
         load_config({"hf_token": 1234567})

@@ -30,12 +30,20 @@ class LLMCompressorPlugin:
         if cfg.llmcompressor is None:
             return [("llmcompressor", "required: give at least llmcompressor.recipe")]
         from ftcore.errors import FtcoreError
-        from ftcore_llmcompressor.recipe import read_recipe
+        from ftcore_llmcompressor.recipe import count_modifiers, read_recipe
 
         try:
-            read_recipe(cfg.llmcompressor.recipe)
+            recipe = read_recipe(cfg.llmcompressor.recipe)
         except FtcoreError as exc:
             return [("llmcompressor.recipe", str(exc).removeprefix("llmcompressor.recipe: "))]
+        if not count_modifiers(recipe):
+            return [
+                (
+                    "llmcompressor.recipe",
+                    "holds no modifier; write <name>_stage: {<name>_modifiers: {ModifierName: "
+                    "{targets: ..., start: 0}}}",
+                )
+            ]
         return None
 
     @hookimpl

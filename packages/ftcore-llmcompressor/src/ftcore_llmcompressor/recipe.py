@@ -69,6 +69,10 @@ def _modifiers(recipe: dict[str, Any]):
                     yield stage, group, name, arguments if isinstance(arguments, dict) else {}
 
 
+def count_modifiers(recipe: dict[str, Any]) -> int:
+    return sum(1 for _ in _modifiers(recipe))
+
+
 def translate_target(target: str) -> str:
     """``re:.*q_proj.weight`` -> ``re:.*q_proj$`` (0.14 matches module names, not parameters)."""
     if target.startswith("re:") and _WEIGHT_SUFFIX.search(target):

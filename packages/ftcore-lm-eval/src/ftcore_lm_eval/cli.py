@@ -21,7 +21,9 @@ def lm_eval(config_path: str, overrides: tuple[str, ...]) -> None:
     loaded = load_config(config_path, overrides, for_run=True)
     if "lm-eval" not in loaded.host.names:
         raise FtcoreError(f"{config_path} does not list lm-eval under plugins; add it")
+    from ftcore.dist import is_main_process
     from ftcore_lm_eval.evaluate import run_evaluation
 
-    path = run_evaluation(loaded.cfg)
-    click.echo(f"results: {path}")
+    if is_main_process():  # under a launcher, evaluate once
+        path = run_evaluation(loaded.cfg)
+        click.echo(f"results: {path}")

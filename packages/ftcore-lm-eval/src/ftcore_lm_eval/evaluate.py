@@ -93,6 +93,17 @@ def _summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     }
 
 
+def check_tasks(cfg: Any) -> None:
+    """Raise the error ``run_evaluation`` would give for an unknown task, without evaluating."""
+    groups = group_by_fewshot(cfg.lm_eval_tasks, cfg.lm_eval_num_fewshot)
+    include = prepare_include_path(cfg.lm_eval_include_path) if cfg.lm_eval_include_path else None
+    try:
+        task_manager(include, [name for names in groups.values() for name in names])
+    finally:
+        if include is not None:
+            shutil.rmtree(include, ignore_errors=True)
+
+
 def run_evaluation(cfg: Any) -> Path:
     """Evaluate ``cfg.lm_eval_tasks``; write ``<output_dir>/lm_eval_results/<time>/results.json``."""
     from lm_eval import simple_evaluate
@@ -110,7 +121,6 @@ def run_evaluation(cfg: Any) -> Path:
             pretrained=model,
             tokenizer=tokenizer,
             batch_size=cfg.lm_eval_batch_size,
-            max_length=cfg.sequence_len,
             add_bos_token=_trained_with_bos(cfg, tokenizer),
         )
         runs = []

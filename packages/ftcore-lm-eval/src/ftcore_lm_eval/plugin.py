@@ -25,6 +25,17 @@ def ftcore_validate_config(cfg):
 
 
 @hookimpl
+def ftcore_pre_model_load(cfg):
+    """Check the task names before training, not after it (rank 0)."""
+    from ftcore.dist import is_main_process
+
+    if cfg.lm_eval_post_train and cfg.lm_eval_tasks and is_main_process():
+        from ftcore_lm_eval.evaluate import check_tasks
+
+        check_tasks(cfg)
+
+
+@hookimpl
 def ftcore_post_train_unload(cfg):
     """Evaluate the trained model once training memory is released (on rank 0 only)."""
     from ftcore.dist import is_main_process

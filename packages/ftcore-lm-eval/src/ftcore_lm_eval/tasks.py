@@ -63,7 +63,7 @@ def _rewrite(config: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(kwargs, dict) and "data_files" in kwargs:
         config["dataset_kwargs"] = {**kwargs, "data_files": _absolute(kwargs["data_files"], base)}
     path = config.get("dataset_path")
-    if isinstance(path, str) and path.startswith(".") and (base / path).exists():
+    if isinstance(path, str) and not Path(path).is_absolute() and (base / path).exists():
         config["dataset_path"] = str((base / path).resolve())
     return config
 

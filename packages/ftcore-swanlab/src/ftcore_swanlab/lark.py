@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
 import urllib.request
 
 log = logging.getLogger("ftcore")
@@ -51,7 +50,7 @@ class LarkNotifier:
                 log.warning("ftcore: Lark refused the notification: %s", answer.get("msg", answer))
                 return False
             return True
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # any failure of the webhook: log it, never stop training
             # The URL itself is a secret: say what failed, not where.
             reason = (
                 getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ class SwanLabPlugin:
     def _start_run(self, cfg: Any) -> None:
         import swanlab
 
-        from ftcore.config.redact import redact
+        from ftcore.config.redact import redact, redact_argv
+        from ftcore.errors import FtcoreError
 
         if cfg.swanlab_api_host:
             os.environ["SWANLAB_API_HOST"] = cfg.swanlab_api_host
@@ -138,18 +140,34 @@ class SwanLabPlugin:
             os.environ["SWANLAB_WEB_HOST"] = cfg.swanlab_web_host
         os.environ.setdefault("SWANLAB_INTERACTIVE", "false")
         if cfg.swanlab_mode == "cloud" and cfg.swanlab_api_key:
-            swanlab.login(api_key=cfg.swanlab_api_key, host=cfg.swanlab_api_host)
+            try:
+                swanlab.login(api_key=cfg.swanlab_api_key, host=cfg.swanlab_api_host)
+            except Exception as exc:
+                raise FtcoreError(
+                    f"swanlab: login failed ({type(exc).__name__}); check swanlab_api_key and "
+                    "swanlab_api_host"
+                ) from exc
         log_dir = os.environ.get("SWANLAB_LOG_DIR") or str(Path(cfg.output_dir) / "swanlog")
         self.run_name = cfg.swanlab_experiment_name or Path(cfg.output_dir).name
-        swanlab.init(
-            project=cfg.swanlab_project,
-            experiment_name=cfg.swanlab_experiment_name,
-            description=cfg.swanlab_description,
-            workspace=cfg.swanlab_workspace,
-            mode="online" if cfg.swanlab_mode == "cloud" else cfg.swanlab_mode,
-            log_dir=log_dir,
-            config={"ftcore": redact(cfg.model_dump(mode="json"))},
-        )
+        argv = sys.argv
+        sys.argv = redact_argv(argv)  # SwanLab records the command line: no secret overrides in it
+        try:
+            swanlab.init(
+                project=cfg.swanlab_project,
+                experiment_name=cfg.swanlab_experiment_name,
+                description=cfg.swanlab_description,
+                workspace=cfg.swanlab_workspace,
+                mode="online" if cfg.swanlab_mode == "cloud" else cfg.swanlab_mode,
+                log_dir=log_dir,
+                config={"ftcore": redact(cfg.model_dump(mode="json"))},
+            )
+        except Exception as exc:
+            raise FtcoreError(
+                f"swanlab: cannot start the run ({type(exc).__name__}: {exc}); check "
+                "swanlab_api_key, swanlab_api_host, or use swanlab_mode: offline"
+            ) from exc
+        finally:
+            sys.argv = argv
 
     # ------------------------------------------------------------------------------------- rl
 

@@ -40,6 +40,26 @@ def is_secret_key(key: str) -> bool:
     return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES) or "webhook" in name
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line with the values of secret overrides (``key=v``, ``--key v``) masked."""
+    masked = []
+    hide_next = False
+    for word in argv:
+        if hide_next:
+            masked.append(REDACTED)
+            hide_next = False
+            continue
+        key, eq, value = word.lstrip("-").partition("=")
+        leaf = key.replace("-", "_").split(".")[-1]
+        if is_secret_key(leaf):
+            if eq:
+                masked.append(word[: len(word) - len(value)] + REDACTED)
+                continue
+            hide_next = word.startswith("--")
+        masked.append(_URL_CREDENTIALS.sub(REDACTED, word))
+    return masked
+
+
 def redact(data: Any) -> Any:
     """A copy of ``data`` (dicts and lists of plain values) with every secret value masked, and
     the credentials of any URL in a string."""
