@@ -85,3 +85,20 @@ def test_parameters_without_gradients_are_left_alone():
 def test_alpha_outside_its_range_is_rejected():
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
         GradFilterEMA(alpha=2.0)
+
+
+def test_a_non_finite_step_is_skipped_and_the_optimizer_still_initialises():
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([param], lr=0.1)
+    grokfast = GradFilterEMA(ALPHA, LAMB)
+    param.grad = torch.tensor([float("inf"), 1.0])
+    grokfast.filter_gradients(optimizer)  # fp16 overflow: the scaler skips this step
+    assert param.grad[1] == 1.0  # untouched
+    grokfast.after_step(optimizer)  # no optimizer.step() happened
+    assert len(optimizer.state[param]) == 0
+    param.grad = GRADS[0].clone()
+    grokfast.filter_gradients(optimizer)
+    optimizer.step()  # AdamW initialises its state as usual
+    grokfast.after_step(optimizer)
+    assert {"exp_avg", STATE_KEY} <= set(optimizer.state[param])
+    assert optimizer.state[param][STATE_KEY].tolist() == GRADS[0].tolist()

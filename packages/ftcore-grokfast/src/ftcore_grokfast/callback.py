@@ -24,7 +24,8 @@ class GrokfastCallback(TrainerCallback):
     def on_optimizer_step(
         self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any
     ):
-        self.filter.after_step(_unwrap(optimizer))
+        skipped = bool(getattr(optimizer, "step_was_skipped", False))  # accelerate's fp16 scaler
+        self.filter.after_step(_unwrap(optimizer), skipped=skipped)
 
 
 def _unwrap(optimizer: Any) -> Any:

@@ -31,7 +31,16 @@ class GradFilterEMA:
         self._pending: dict[int, Any] = {}
 
     def filter_gradients(self, optimizer: Any) -> None:
-        """Update ``mu`` from the current gradients and amplify them. Call once per update."""
+        """Update ``mu`` from the current gradients and amplify them. Call once per update.
+
+        A step whose gradients are not finite (fp16 overflow: the scaler will skip it) leaves the
+        filter untouched, so an inf never enters ``mu``.
+        """
+        import torch
+
+        grads = [p.grad for p in _parameters(optimizer) if p.grad is not None]
+        if grads and not all(torch.isfinite(g).all() for g in grads):
+            return
         for param in _parameters(optimizer):
             if param.grad is None:
                 continue
@@ -46,9 +55,13 @@ class GradFilterEMA:
                 ema.mul_(self.alpha).add_(grad.detach(), alpha=1.0 - self.alpha)
             grad.add_(ema, alpha=self.lamb)
 
-    def after_step(self, optimizer: Any) -> None:
-        """Move first-step buffers into the optimizer state (call after ``optimizer.step()``)."""
-        if not self._pending:
+    def after_step(self, optimizer: Any, skipped: bool = False) -> None:
+        """Move first-step buffers into the optimizer state (call after ``optimizer.step()``).
+
+        :param skipped: the optimizer did not step (fp16 overflow); its state may still be empty,
+            and joining it now would stop optimizers such as AdamW from initialising their own.
+        """
+        if not self._pending or skipped:
             return
         for param in _parameters(optimizer):
             ema = self._pending.pop(id(param), None)
