@@ -94,7 +94,7 @@ def test_a_non_finite_step_is_skipped_and_the_optimizer_still_initialises():
     param.grad = torch.tensor([float("inf"), 1.0])
     grokfast.filter_gradients(optimizer)  # fp16 overflow: the scaler skips this step
     assert param.grad[1] == 1.0  # untouched
-    grokfast.after_step(optimizer)  # no optimizer.step() happened
+    grokfast.after_step(optimizer, skipped=True)  # the scaler skipped optimizer.step()
     assert len(optimizer.state[param]) == 0
     param.grad = GRADS[0].clone()
     grokfast.filter_gradients(optimizer)
