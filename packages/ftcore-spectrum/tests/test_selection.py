@@ -106,6 +106,28 @@ def test_a_spectrum_file_is_used_without_scanning(tmp_path, base_model, monkeypa
     assert not any("layers\\.2" in p for p in loaded.cfg.unfrozen_parameters)
 
 
+def test_a_file_from_the_spectrum_project_with_extra_entries_works(tmp_path, base_model):
+    kinds = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]  # fmt: skip
+    entries = {
+        f"model.layers.{i}.{kind}": {"snr": float(i), "type": kind}
+        for i in range(4)
+        for kind in kinds
+    }
+    # Spectrum's files also rank the head, the embeddings and the norms (norms as Infinity).
+    text = json.dumps(entries)[:-1] + (
+        ', "lm_head": {"snr": 0.5, "type": "lm_head"}, "model.embed_tokens": {"snr": 0.1, '
+        '"type": "model.embed_tokens"}, "model.norm": {"snr": Infinity, "type": "model.norm"}}'
+    )
+    path = tmp_path / "snr_results_upstream.json"
+    path.write_text(text)
+    loaded = load_config(
+        run_config(tmp_path, base_model, spectrum_snr_file=str(path), spectrum_top_fraction=0.25)
+    )
+    train(loaded)
+    assert "^model\\.layers\\.3\\.self_attn\\.q_proj\\." in loaded.cfg.unfrozen_parameters
+
+
 def test_the_scan_is_cached_and_reused(tmp_path, base_model, monkeypatch, cache_dir):
     train(load_config(run_config(tmp_path / "a", base_model)))
     files = list((cache_dir / "spectrum").glob("snr_results_*.json"))
@@ -119,7 +141,7 @@ def test_a_file_for_another_model_is_refused(tmp_path, base_model):
     path.write_text(
         json.dumps({"model.layers.40.mlp.up_proj": {"snr": 1.0, "type": "mlp.up_proj"}})
     )
-    with pytest.raises(FtcoreError, match="name modules this model lacks"):
+    with pytest.raises(FtcoreError, match="lack 28 of this model's 28 weight matrices"):
         train(load_config(run_config(tmp_path, base_model, spectrum_snr_file=str(path))))
 
 

@@ -38,11 +38,15 @@ def ftcore_validate_config(cfg):
 @hookimpl
 def ftcore_post_model_build(cfg, model):
     """Select the highest-SNR matrices of each type; the core then freezes everything else."""
-    from ftcore_spectrum.scan import check_results_match, describe, snr_results
+    from accelerate import PartialState
+
+    from ftcore.dist import has_accelerator
+    from ftcore_spectrum.scan import describe, layer_results, snr_results
     from ftcore_spectrum.selection import select_modules, unfrozen_patterns
 
-    results, source = snr_results(cfg, model)
-    check_results_match(results, model, source)
+    with PartialState(cpu=not has_accelerator()).main_process_first():  # rank 0 scans, others read
+        results, source = snr_results(cfg, model)
+    results = layer_results(results, model, source)
     chosen = select_modules(results, cfg.spectrum_top_fraction)
     cfg.unfrozen_parameters = unfrozen_patterns(
         chosen, cfg.spectrum_unfreeze_embeddings, cfg.spectrum_unfreeze_lm_head

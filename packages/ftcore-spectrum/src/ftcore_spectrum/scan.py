@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,20 @@ log = logging.getLogger("ftcore")
 
 
 def model_name(cfg: Any) -> str:
-    return cfg.spectrum_model_name or cfg.base_model or cfg.base_model_config or "model"
+    """The cache name: the model's name plus what tells its weights apart (files, or the seed)."""
+    name = cfg.spectrum_model_name or cfg.base_model or cfg.base_model_config or "model"
+    if cfg.spectrum_model_name:
+        return name
+    folder = Path(name).expanduser()
+    if cfg.model_init == "random":
+        return f"{name}-random-seed{cfg.seed}"
+    if folder.is_dir():
+        stamp = "|".join(
+            f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+            for p in sorted(folder.glob("*.safetensors"))
+        )
+        return f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:8]}"
+    return name
 
 
 def scan_model(model: Any, show_progress: bool = True) -> dict[str, dict[str, Any]]:
@@ -47,18 +61,27 @@ def snr_results(cfg: Any, model: Any) -> tuple[dict[str, dict[str, Any]], str]:
     return results, f"a scan (cached in {cached})"
 
 
-def check_results_match(results: dict[str, dict[str, Any]], model: Any, source: str) -> None:
-    """An SNR file made for another model names modules this one does not have."""
+def layer_results(
+    results: dict[str, dict[str, Any]], model: Any, source: str
+) -> dict[str, dict[str, Any]]:
+    """The entries for this model's layer matrices.
+
+    Spectrum's own files also list embeddings, norms and the head; those are handled by the
+    options and the norm rule, not by ranking. Results that name none of this model's matrices, or
+    miss some, were made for another model.
+    """
     from ftcore.errors import FtcoreError
 
     names = {name for name, _ in linear_weights(model)}
-    unknown = sorted(set(results) - names)
-    if unknown:
+    found = {name: entry for name, entry in results.items() if name in names}
+    missing = sorted(names - set(found))
+    if missing:
         raise FtcoreError(
-            f"spectrum: the SNR results from {source} name modules this model lacks "
-            f"(e.g. {unknown[0]}); they were made for another model: set spectrum_snr_file or "
-            "spectrum_model_name to match base_model"
+            f"spectrum: the SNR results from {source} lack {len(missing)} of this model's "
+            f"{len(names)} weight matrices (e.g. {missing[0]}); they were made for another model: "
+            "set spectrum_snr_file or spectrum_model_name to match base_model"
         )
+    return found
 
 
 def describe(results: dict[str, dict[str, Any]], chosen: list[str]) -> str:

@@ -57,7 +57,7 @@ def unfrozen_patterns(modules: list[str], embeddings: bool, lm_head: bool) -> li
 
 
 def slug(name: str) -> str:
-    return re.sub(r"[/_\\s]+", "-", name.strip("./")).lower()
+    return re.sub(r"[/_\s]+", "-", name.strip("./")).lower()
 
 
 def cache_file(model_name: str) -> Path:
@@ -67,6 +67,7 @@ def cache_file(model_name: str) -> Path:
 
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
     data = json.loads(Path(path).read_text())
+    # Spectrum's files also list embeddings, norms and the head, sometimes with Infinity.
     if not isinstance(data, dict) or not all(
         isinstance(v, dict) and "snr" in v and "type" in v for v in data.values()
     ):
@@ -76,6 +77,6 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def write_results(path: Path, results: dict[str, dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
+    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     staging.write_text(json.dumps(results, indent=2))
     os.replace(staging, path)
