@@ -261,3 +261,29 @@ def test_unreachable_vllm_server_is_a_clear_error(tmp_path, base_model):
         f"trl.use_vllm: the vLLM server at 127.0.0.1:{port} cannot be reached"
     )
     assert "set trl.use_vllm: false" in str(info.value)
+
+
+NAMED_REWARD = """
+from ftcore import hookimpl
+
+def always_one(completions, **kwargs):
+    return [1.0 for _ in completions]
+
+@hookimpl
+def ftcore_reward_functions(cfg):
+    return [always_one]
+"""
+
+
+def test_a_plugin_reward_function_can_be_named_and_weighted(tmp_path, base_model, plugin_site):
+    from ftcore.rl import reward_functions
+
+    plugin_site.add("unused", {}, {"testplugins.named": NAMED_REWARD})
+    cfg = rl_config(
+        tmp_path, base_model, "grpo", plugins=["testplugins.named"],
+        trl={"reward_funcs": ["always_one", "ftcore.testing.data:exact_answer_reward"], "reward_weights": [0.5, 1.0]},
+    )  # fmt: skip
+    loaded = load_config(cfg)
+    names = [f.__name__ for f in reward_functions(loaded.cfg, loaded.host)]
+    assert names == ["always_one", "exact_answer_reward"]  # named once, in the order given
+    train(loaded)

@@ -35,7 +35,8 @@ class SwanLabArgs(BaseModel):
         None, description="HMAC secret of the Lark webhook (signs every notification)."
     )
     swanlab_log_completions: bool = Field(
-        True, description="Log RL completion tables (dpo, kto, orpo, grpo)."
+        True,
+        description="Log RL completion tables (grpo; TRL's dpo, kto and orpo expose no completions).",
     )
     swanlab_completion_log_interval: int = Field(
         100, gt=0, description="Steps between completion-table logs."

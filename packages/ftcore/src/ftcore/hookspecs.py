@@ -295,7 +295,8 @@ def ftcore_on_rollouts(
 ) -> None:
     """Observe scored rollouts (logging completion tables, curriculum bookkeeping).
 
-    Called after every scored generation batch of an RL trainer, on every rank.
+    Called after every scored GRPO generation batch, on rank 0 only, with rank 0's share of the
+    batch. A failure here is logged and training goes on.
 
     :param rewards: reward name to one value per completion.
     :return: nothing. All implementations run.

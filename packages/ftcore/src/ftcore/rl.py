@@ -152,9 +152,16 @@ def _failing_row(func: Any, kwargs: dict[str, Any]) -> int | None:
 
 
 def reward_functions(cfg: Any, host: Any) -> list[Any]:
-    """The configured reward functions, then those plugins contribute, each guarded."""
-    functions = [resolve_reward(name) for name in cfg.trl.reward_funcs]
-    functions += host.reward_functions(cfg)
+    """The configured reward functions, then the other ones plugins contribute, each guarded.
+
+    A name in ``trl.reward_funcs`` that a plugin's function carries picks that function (and fixes
+    its place in the order, for ``reward_weights``).
+    """
+    contributed = {getattr(f, "__name__", repr(f)): f for f in host.reward_functions(cfg)}
+    functions = [
+        contributed.pop(name, None) or resolve_reward(name) for name in cfg.trl.reward_funcs
+    ]
+    functions += list(contributed.values())
     found = [guard_reward(func, getattr(func, "__name__", repr(func))) for func in functions]
     if not found:
         raise FtcoreError(
@@ -254,9 +261,15 @@ def build_rl_trainer(
             check_vllm_server(cfg)
         if (cfg.trl.beta or 0) > 0 and not cfg.adapter and cfg.model_init == "random":
             # TRL rebuilds GRPO's reference from the model's path; a random start has no weights
-            # there, so save the starting weights for it.
+            # there, so rank 0 saves the starting weights for every rank to load.
+            from accelerate import PartialState
+
+            from ftcore.dist import has_accelerator, is_main_process
+
             reference_dir = Path(cfg.output_dir) / ".ftcore-reference"
-            model.save_pretrained(str(reference_dir))
+            with PartialState(cpu=not has_accelerator()).main_process_first():
+                if is_main_process():
+                    model.save_pretrained(str(reference_dir))
             model.config._name_or_path = str(reference_dir)
     else:
         collator = host.data_collator(cfg, tokenizer, False)
