@@ -72,22 +72,6 @@ def test_with_lora_only_adapter_weights_carry_filter_state(tmp_path, base_model)
     assert len(with_filter) == len(model_state)  # one buffer per LoRA matrix, none for the base
 
 
-STOP = """
-import os
-from transformers import TrainerCallback
-from ftcore import hookimpl
-
-class StopAt(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == int(os.environ.get("STOP_AT_STEP", "0")):
-            control.should_training_stop = True
-
-@hookimpl
-def ftcore_callbacks(cfg, model):
-    return [StopAt()]
-"""
-
-
 def weights(output_dir):
     return load_file(str(Path(output_dir) / "model.safetensors"))
 
@@ -95,8 +79,7 @@ def weights(output_dir):
 def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(
     tmp_path, base_model, plugin_site, monkeypatch
 ):
-    plugin_site.add("unused", {}, {"grokstop.stop": STOP})
-    keys = {"save_steps": 3, "plugins": ["grokfast", "grokstop.stop"]}
+    keys = {"save_steps": 3, "plugins": ["grokfast", "ftcore.testing.plugins.stop_at_step"]}
     straight = run_config(tmp_path / "a", base_model, **keys)
     train(load_config(straight))
 

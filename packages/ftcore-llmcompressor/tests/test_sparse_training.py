@@ -115,26 +115,9 @@ def test_lora_merged_weights_stay_two_of_four(tmp_path, sparse_model):
     )
 
 
-STOP = """
-import os
-from transformers import TrainerCallback
-from ftcore import hookimpl
-
-class StopAt(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == int(os.environ.get("STOP_AT_STEP", "0")):
-            control.should_training_stop = True
-
-@hookimpl
-def ftcore_callbacks(cfg, model):
-    return [StopAt()]
-"""
-
-
 def test_a_resumed_run_stays_sparse(tmp_path, sparse_model, plugin_site, monkeypatch):
-    plugin_site.add("unused", {}, {"llmcplugins.stop": STOP})
     cfg = base_config(
-        tmp_path, sparse_model, plugins=["llmcompressor", "llmcplugins.stop"], max_steps=4, save_steps=2,
+        tmp_path, sparse_model, plugins=["llmcompressor", "ftcore.testing.plugins.stop_at_step"], max_steps=4, save_steps=2,
         llmcompressor={"recipe": PRUNING},
     )  # fmt: skip
     monkeypatch.setenv("STOP_AT_STEP", "2")

@@ -149,30 +149,13 @@ def test_loss_falls_and_the_output_is_complete(tmp_path, base_model):
     assert metrics["train_loss"] > 0
 
 
-STOP_PLUGIN = """
-import os
-from transformers import TrainerCallback
-from ftcore import hookimpl
-
-class StopAt(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == int(os.environ.get("STOP_AT_STEP", "0")):
-            control.should_training_stop = True
-
-@hookimpl
-def ftcore_callbacks(cfg, model):
-    return [StopAt()]
-"""
-
-
 def test_interrupted_then_resumed_run_ends_with_the_same_weights(
     tmp_path, base_model, plugin_site, monkeypatch
 ):
-    plugin_site.add("unused", {}, {"testplugins.stop": STOP_PLUGIN})
     keys = {
         "max_steps": 6,
         "save_steps": 3,
-        "plugins": ["testplugins.stop"],
+        "plugins": ["ftcore.testing.plugins.stop_at_step"],
         "optimizer": "adamw_torch",
     }
     straight = run_config(tmp_path / "a", base_model, **keys)

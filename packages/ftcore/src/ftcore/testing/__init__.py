@@ -9,7 +9,8 @@ Fixtures:
 * ``hook_recorder`` -- records every hook call of hosts created during the test.
 * ``plugin_site`` -- a :class:`PluginSite` on ``sys.path`` for made-up installed plugins.
 
-Tests marked ``@pytest.mark.gpu`` are skipped where CUDA is not available.
+Tests marked ``@pytest.mark.gpu`` are skipped where CUDA is not available. The local plugin
+``ftcore.testing.plugins.stop_at_step`` stops a run at ``$STOP_AT_STEP``, for resume tests.
 
 Helpers: :class:`PluginContract`, :func:`build_tiny_model`, :func:`tiny_model_config`,
 :data:`TINY_MODEL_FAMILIES`, :func:`load_tiny_tokenizer`.
