@@ -476,3 +476,31 @@ def test_a_failed_run_calls_the_error_hook_and_keeps_the_error(
     with pytest.raises(RuntimeError, match="plugin broke the run"):
         train(load_config(cfg))
     assert (tmp_path / "error.txt").read_text() == "RuntimeError: plugin broke the run"
+
+
+EVAL_LOSS = """
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_compute_loss(cfg, model, inputs, trainer):
+    return model(**inputs).loss * 2
+"""
+
+
+def test_a_plugin_loss_is_used_in_evaluation_too(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.evalloss": EVAL_LOSS})
+    plain = train(
+        load_config(run_config(tmp_path / "a", base_model, val_set_size=0.25, max_steps=1))
+    )
+    doubled = train(
+        load_config(
+            run_config(
+                tmp_path / "b",
+                base_model,
+                val_set_size=0.25,
+                max_steps=1,
+                plugins=["testplugins.evalloss"],
+            )
+        )
+    )
+    assert doubled["eval_loss"] == pytest.approx(2 * plain["eval_loss"], rel=1e-3)

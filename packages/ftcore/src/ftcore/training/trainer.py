@@ -48,7 +48,8 @@ class FtcoreTrainerMixin:
             # The trainer leaves accumulation scaling to losses that see num_items_in_batch; a
             # plugin's loss is a micro-batch mean, so scale it here.
             loss = loss / self.current_gradient_accumulation_steps
-        return (loss, None) if return_outputs else loss
+        # Evaluation asks for outputs it can slice; a dict with only the loss gives it none to keep.
+        return (loss, {"loss": loss}) if return_outputs else loss
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:

@@ -1,0 +1,54 @@
+"""The masked diffusion loss and its metrics.
+
+The model sees the noisy sequence with bidirectional attention; as in LLaDA-style adaptation of
+autoregressive models, the logits are shifted right by one so that position ``i`` predicts token
+``i``. On masked positions ``ce_i = CE(logits_i, x_i)`` (float32), weighted ``w_i = ce_i / p`` with
+importance weighting; the loss is the batch mean of ``sum(w) / (tokens that carry a label)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ftcore_diffusion.masking import IGNORE_INDEX, apply_noise, bidirectional_mask
+
+
+def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    mask = bidirectional_mask(batch, next(model.parameters()).dtype)
+    kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
+    logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+def diffusion_loss(
+    model: Any, batch: dict[str, torch.Tensor], block: Any, mask_token_id: int,
+    special_ids: list[int], generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    ids = batch["input_ids"]
+    noisy, masked, p = apply_noise(batch, block, mask_token_id, special_ids, generator)
+    logits = shifted_logits(model, noisy, batch).float()
+    ce = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none") * masked
+    weights = ce / p[:, None] if block.importance_weighting else ce
+    labels = batch.get("labels")
+    trainable = (
+        (labels != IGNORE_INDEX) if labels is not None else torch.ones_like(ids, dtype=torch.bool)
+    )
+    if "attention_mask" in batch:
+        trainable &= batch["attention_mask"].bool()
+    per_sample = weights.sum(-1) / trainable.sum(-1).clamp(min=1)
+    loss = per_sample.mean()
+    count = int(masked.sum())
+    with torch.no_grad():
+        correct = (logits.argmax(-1) == ids) & masked
+        metrics = {
+            "ce_loss": float(ce.sum() / max(count, 1)),
+            "accuracy": float(correct.sum() / max(count, 1)),
+            "mask_ratio": float(masked.sum() / trainable.sum().clamp(min=1)),
+            "num_masked_tokens": float(count),
+            "avg_p_mask": float(p.mean()),
+            "importance_weight_avg": float((1 / p).mean()) if block.importance_weighting else 1.0,
+        }
+    return loss, metrics

@@ -1,0 +1,88 @@
+"""Samples during training, and the decoding loop of ``ftcore inference``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from ftcore_diffusion.decode import parse_prompt, unmask
+
+log = logging.getLogger("ftcore")
+
+
+def _show(tokenizer: Any, ids: torch.Tensor, mask_token_id: int) -> str:
+    words = [
+        "[MASK]" if token == mask_token_id else tokenizer.decode([token]) for token in ids.tolist()
+    ]
+    return "".join(words)
+
+
+class SampleCallback(TrainerCallback):
+    """Every ``generation_interval`` steps: mask the answers of a few training rows and fill them."""
+
+    def __init__(self, block: Any, plugin: Any):
+        self.block = block
+        self.plugin = plugin
+
+    def on_step_end(
+        self,
+        args,
+        state,
+        control,
+        model=None,
+        processing_class=None,
+        train_dataloader=None,
+        **kwargs,
+    ):
+        if not state.is_world_process_zero or state.global_step % self.block.generation_interval:
+            return
+        dataset = getattr(train_dataloader, "dataset", None)
+        if dataset is None or processing_class is None:
+            return
+        was_training = model.training
+        model.eval()
+        for index in range(min(self.block.num_generation_samples, len(dataset))):
+            row = dataset[index]
+            ids = torch.tensor(
+                [row["input_ids"][: self.block.generation_max_length]], device=model.device
+            )
+            labels = torch.tensor(
+                [row["labels"][: self.block.generation_max_length]], device=ids.device
+            )
+            masked = ids.masked_fill(labels != -100, self.plugin.mask_token_id)
+            filled = unmask(model, masked, self.plugin.mask_token_id, self.block.generation_steps,
+                            self.block.generation_temperature)  # fmt: skip
+            log.info(
+                "ftcore: diffusion sample %d at step %d\n  original:  %s\n  masked:    %s\n  generated: %s",
+                index + 1, state.global_step, processing_class.decode(ids[0]),
+                _show(processing_class, masked[0], self.plugin.mask_token_id),
+                processing_class.decode(filled[0]),
+            )  # fmt: skip
+        model.train(was_training)
+
+
+def make_handler(block: Any, model: Any, tokenizer: Any, mask_token_id: int):
+    """``prompt -> text``: the masked input and what decoding filled in."""
+
+    def handle(prompt: str) -> str:
+        mode, text, amount = parse_prompt(prompt)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        if tokenizer.bos_token_id is not None:
+            ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+        if mode == "complete":
+            ids = torch.cat([ids, torch.full((1, int(amount)), mask_token_id)], dim=1)
+        else:
+            chosen = torch.rand(ids.shape) < amount
+            chosen[:, 0] = False
+            ids = ids.masked_fill(chosen, mask_token_id)
+        ids = ids.to(model.device)
+        filled = unmask(model, ids, mask_token_id, min(block.num_diffusion_steps, int((ids == mask_token_id).sum()) or 1),
+                        block.generation_temperature)  # fmt: skip
+        start = 1 if tokenizer.bos_token_id is not None else 0
+        masked_text = _show(tokenizer, ids[0, start:], mask_token_id)
+        return f"masked:    {masked_text}\ngenerated: {tokenizer.decode(filled[0, start:], skip_special_tokens=True)}"
+
+    return handle

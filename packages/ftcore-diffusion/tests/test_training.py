@@ -1,0 +1,112 @@
+"""A tiny model trained with diffusion on CPU fills masked answers, and the inference commands work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ftcore.config import load_config
+from ftcore.pipeline import train
+from ftcore.testing import data, save_tiny_model
+from ftcore_diffusion.decode import parse_prompt, unmask
+
+
+def answer_accuracy(model, tokenizer, mask_id) -> float:
+    right = 0
+    for a in range(10):
+        for b in range(10):
+            answer = str(a + b)
+            ids = [
+                tokenizer.bos_token_id,
+                *tokenizer(f"{a}+{b}={answer}", add_special_tokens=False).input_ids,
+                tokenizer.eos_token_id,
+            ]
+            masked = torch.tensor([ids])
+            masked[0, -1 - len(answer) : -1] = mask_id
+            filled = unmask(model, masked, mask_id, steps=len(answer))
+            right += tokenizer.decode(filled[0, -1 - len(answer) : -1]) == answer
+    return right / 100
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion")
+    base = save_tiny_model(
+        str(root / "tiny"),
+        "llama",
+        hidden_size=128,
+        intermediate_size=256,
+        head_dim=32,
+        num_key_value_heads=4,
+    )
+    cfg = {
+        "base_model": base,
+        "model_init": "random",
+        "plugins": ["diffusion"],
+        "datasets": [{"path": data.write_jsonl(root / "add.jsonl", data.addition_rows(20))}],
+        "sequence_len": 16,
+        "micro_batch_size": 32,
+        "num_epochs": 20,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.05,
+        "logging_steps": 50,
+        "bf16": False,
+        "dataset_prepared_path": str(root / "prepared"),
+        "output_dir": str(root / "out"),
+        "diffusion": {"generation_interval": 500, "num_generation_samples": 1},
+    }
+    train(load_config(cfg))
+    return cfg
+
+
+def test_the_trained_model_fills_masked_answers_far_above_chance(trained):
+    out = trained["output_dir"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    mask_id = tokenizer.convert_tokens_to_ids("<|diffusion_mask|>")
+    assert mask_id == 103  # added to the 103-token vocabulary
+    trained_model = AutoModelForCausalLM.from_pretrained(out).eval()
+    untrained = AutoModelForCausalLM.from_config(trained_model.config).eval()
+    assert answer_accuracy(untrained, tokenizer, mask_id) < 0.05
+    assert answer_accuracy(trained_model, tokenizer, mask_id) >= 0.2  # chance: 1 in 10 per digit
+    log = json.loads(next(Path(out).glob("checkpoint-*/trainer_state.json")).read_text())[
+        "log_history"
+    ]
+    logged = [entry for entry in log if "loss" in entry]
+    for key in (
+        "accuracy",
+        "mask_ratio",
+        "num_masked_tokens",
+        "avg_p_mask",
+        "ce_loss",
+        "importance_weight_avg",
+    ):
+        assert key in logged[-1], key
+    assert logged[-1]["accuracy"] > logged[0]["accuracy"]
+
+
+def test_complete_and_mask_commands_in_a_scripted_session(trained, tmp_path):
+    config = tmp_path / "run.yml"
+    config.write_text(json.dumps(trained))
+    result = subprocess.run(
+        [sys.executable, "-m", "ftcore", "inference", str(config)],
+        input=":complete 2 3+4=\n:mask 0.5 1+2=3\n", capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "masked:    3+4=[MASK][MASK]"
+    assert lines[1].startswith("generated: 3+4=") and "[MASK]" not in lines[1]
+    assert lines[2].startswith("masked:    ") and lines[3].startswith("generated: ")
+
+
+def test_prompt_commands_parse():
+    assert parse_prompt(":complete 8 Once upon") == ("complete", "Once upon", 8.0)
+    assert parse_prompt(":mask 0.4 The quick fox") == ("mask", "The quick fox", 0.4)
+    assert parse_prompt("plain text") == ("complete", "plain text", 64.0)
+    with pytest.raises(ValueError, match="ratio in"):
+        parse_prompt(":mask 2 x")
