@@ -1,0 +1,123 @@
+"""Training-step throughput and memory of ftcore variants on a dense model, measured on the GPU.
+
+    python -m benchmarks.dense --variants sft,diffusion [--steps 20] [--warmup 5]
+
+Scenario dense-1b: a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, ffn
+8192, vocab 128256, tied), sequence 4096, micro-batch 4, bf16, fused AdamW, no gradient
+checkpointing, random tokens. Every variant runs ``ftcore train`` in its own process with the same
+config; only the plugins differ. Ratios are against ``sft`` (plain next-token training through
+ftcore) measured in the same run. Result: benchmarks/results/dense-1b-<variants>-<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCENARIOS = {
+    "dense-1b": {
+        "model": {
+            "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+            "vocab_size": 128256, "tie_word_embeddings": True, "max_position_embeddings": 8192,
+        },
+        "train": {"sequence_len": 4096, "micro_batch_size": 4},
+    },
+    "tiny": {  # a smoke test of the runner, on any machine
+        "model": {
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "vocab_size": 130000, "tie_word_embeddings": True, "max_position_embeddings": 512,
+        },
+        "train": {"sequence_len": 64, "micro_batch_size": 2},
+    },
+}  # fmt: skip
+
+VARIANTS = {
+    "sft": {"plugins": []},
+    "diffusion": {
+        "plugins": ["diffusion"],
+        "diffusion": {"mask_token_id": 128000, "generate_samples": False},
+    },
+}
+
+
+def make_model(folder: Path, shape: dict) -> str:
+    from transformers import LlamaConfig
+
+    from ftcore.testing import load_tiny_tokenizer
+
+    LlamaConfig(**shape).save_pretrained(str(folder))
+    load_tiny_tokenizer().save_pretrained(str(folder))  # data comes pre-tokenized; unused
+    return str(folder)
+
+
+def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Path) -> dict:
+    variant = VARIANTS[name]
+    cfg = {
+        "base_model": base, "model_init": "random", "bf16": True, "optimizer": "adamw_torch_fused",
+        "attn_implementation": "sdpa", "learning_rate": 1e-4, "lr_scheduler": "constant",
+        "max_steps": args.warmup + args.steps, "logging_steps": 1000, "save_steps": 100000,
+        "datasets": [{"path": "unused-random-tokens"}], "output_dir": str(work / name),
+        "plugins": ["benchmarks.random_tokens", "benchmarks.step_timer", *variant["plugins"]],
+        **scenario["train"], **{k: v for k, v in variant.items() if k != "plugins"},
+    }  # fmt: skip
+    config = work / f"{name}.yml"
+    config.write_text(json.dumps(cfg))
+    out = work / f"{name}.json"
+    env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
+           "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"])}  # fmt: skip
+    subprocess.run([sys.executable, "-m", "ftcore", "train", str(config)], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="dense-1b", choices=sorted(SCENARIOS))
+    parser.add_argument("--variants", default="sft,diffusion")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    import torch
+    import transformers
+
+    scenario = SCENARIOS[args.scenario]
+    names = args.variants.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base = make_model(work / "model", scenario["model"])
+        results = {name: run(name, base, scenario, args, work) for name in names}
+    reference = results[names[0]]
+    for result in results.values():
+        result["tokens_per_s_ratio"] = result["tokens_per_s"] / reference["tokens_per_s"]
+        peak = reference["peak_memory_gib"]
+        result["peak_memory_ratio"] = result["peak_memory_gib"] / peak if peak else None
+    payload = {
+        "benchmark": args.scenario, "date": date.today().isoformat(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "reference": names[0],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "settings": {**scenario, "steps": args.steps, "warmup": args.warmup}, "results": results,
+    }  # fmt: skip
+    print(f"{'variant':<12} {'tokens/s':>10} {'ratio':>6} {'peak GiB':>9} {'ratio':>6}")
+    for name, r in results.items():
+        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r['tokens_per_s_ratio']:>6.3f} "
+              f"{r['peak_memory_gib']:>9.1f} {r['peak_memory_ratio'] or 0:>6.3f}")  # fmt: skip
+    out = Path(args.out) / f"{args.scenario}-{'-'.join(names)}-{payload['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

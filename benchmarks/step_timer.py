@@ -1,0 +1,57 @@
+"""A local plugin for benchmarks: CUDA-synchronised step times and peak memory, written to JSON.
+
+``plugins: [benchmarks.step_timer]``; ``BENCH_WARMUP`` steps are left out; the result goes to
+``BENCH_OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from ftcore import hookimpl
+
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    """Time every optimizer step after the warm-up."""
+    import torch
+    from transformers import TrainerCallback
+
+    cuda = torch.cuda.is_available()
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.warmup = int(os.environ.get("BENCH_WARMUP", "5"))
+            self.times: list[float] = []
+            self.start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            sync()
+            if state.global_step == self.warmup and cuda:
+                torch.cuda.reset_peak_memory_stats()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync()
+            if state.global_step > self.warmup:
+                self.times.append(time.perf_counter() - self.start)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            tokens = cfg.micro_batch_size * cfg.gradient_accumulation_steps * cfg.sequence_len
+            median = sorted(self.times)[len(self.times) // 2]
+            result = {
+                "steps_timed": len(self.times),
+                "median_step_s": median,
+                "tokens_per_s": tokens / median,
+                "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+            }
+            with open(os.environ["BENCH_OUT"], "w", encoding="utf-8") as handle:
+                json.dump(result, handle)
+
+    return [StepTimer()]
