@@ -60,6 +60,23 @@ def test_attention_is_bidirectional_and_packed_sequences_are_isolated():
     assert torch.allclose(base[0, :5], isolated[0, :5], atol=1e-10)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_unpadded_rows_run_non_causal_without_a_mask_and_match_the_masked_path(family):
+    from ftcore_diffusion.masking import bidirectional_mask
+
+    model = build_tiny_model(family, seed=0, attn_implementation="sdpa").double().eval()
+    ids = torch.tensor([[5, 10, 11, 12, 13, 14]])
+    fast = shifted_logits(model, ids, {"input_ids": ids})
+    mask = bidirectional_mask({"input_ids": ids}, torch.float64)
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    masked = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    torch.testing.assert_close(fast, masked)
+    later = ids.clone()
+    later[0, 5] = 40
+    assert not torch.allclose(fast[0, 2], shifted_logits(model, later, {"input_ids": later})[0, 2])
+    assert all(m.is_causal for m in model.modules() if hasattr(m, "is_causal"))  # restored
+
+
 @pytest.mark.parametrize("weighting", [True, False])
 def test_loss_matches_a_float64_reference(weighting):
     model = build_tiny_model("qwen3", seed=0).double()

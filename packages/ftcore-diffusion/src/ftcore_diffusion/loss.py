@@ -8,6 +8,8 @@ importance weighting; the loss is the batch mean of ``sum(w) / (tokens that carr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -16,10 +18,39 @@ import torch.nn.functional as F
 from ftcore_diffusion.masking import IGNORE_INDEX, apply_noise, bidirectional_mask
 
 
+@contextmanager
+def non_causal(model: Any) -> Iterator[None]:
+    """Attention layers attend both ways while no mask is passed (SDPA keeps its fast kernels)."""
+    layers = [m for m in model.modules() if getattr(m, "is_causal", None) is True]
+    for layer in layers:
+        layer.is_causal = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.is_causal = True
+
+
+def _one_full_sequence_per_row(batch: dict[str, torch.Tensor]) -> bool:
+    if "attention_mask" in batch and not bool(batch["attention_mask"].all()):
+        return False
+    return "position_ids" not in batch or not bool((batch["position_ids"][:, 1:] == 0).any())
+
+
 def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    mask = bidirectional_mask(batch, next(model.parameters()).dtype)
+    """Logits with bidirectional attention, shifted so position ``i`` predicts token ``i``.
+
+    Rows without padding or packing need no mask: the attention layers are switched to
+    non-causal instead, which keeps SDPA on its fused kernels. Otherwise a 4D mask keeps every
+    token inside its own sequence.
+    """
     kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
-    logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+    if _one_full_sequence_per_row(batch):
+        with non_causal(model):
+            logits = model(input_ids=noisy, use_cache=False, **kwargs).logits
+    else:
+        mask = bidirectional_mask(batch, next(model.parameters()).dtype)
+        logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
 
