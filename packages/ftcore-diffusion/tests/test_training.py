@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
         "datasets": [{"path": data.write_jsonl(root / "add.jsonl", data.addition_rows(20))}],
         "sequence_len": 16,
         "micro_batch_size": 32,
-        "num_epochs": 20,
+        "num_epochs": 30,
         "learning_rate": 3e-3,
         "warmup_ratio": 0.05,
         "logging_steps": 50,

@@ -54,14 +54,32 @@ def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tenso
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
 
+def _predictions(
+    model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor], masked: torch.Tensor
+) -> torch.Tensor:
+    """Float32 logits at the masked positions only (position ``i`` reads the output at ``i - 1``)."""
+    kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
+    if _one_full_sequence_per_row(batch):
+        with non_causal(model):
+            logits = model(input_ids=noisy, use_cache=False, **kwargs).logits
+    else:
+        mask = bidirectional_mask(batch, next(model.parameters()).dtype)
+        logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+    rows, cols = masked.nonzero(as_tuple=True)
+    return logits[rows, (cols - 1).clamp(min=0)].float()
+
+
 def diffusion_loss(
     model: Any, batch: dict[str, torch.Tensor], block: Any, mask_token_id: int,
     special_ids: list[int], generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
     ids = batch["input_ids"]
     noisy, masked, p = apply_noise(batch, block, mask_token_id, special_ids, generator)
-    logits = shifted_logits(model, noisy, batch).float()
-    ce = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none") * masked
+    selected = _predictions(model, noisy, batch, masked)  # [masked tokens, vocab]
+    targets = ids[masked]
+    ce_selected = F.cross_entropy(selected, targets, reduction="none")
+    ce = torch.zeros(ids.shape, dtype=ce_selected.dtype, device=ids.device)
+    ce[masked] = ce_selected
     weights = ce / p[:, None] if block.importance_weighting else ce
     labels = batch.get("labels")
     trainable = (
@@ -73,10 +91,10 @@ def diffusion_loss(
     loss = per_sample.mean()
     count = int(masked.sum())
     with torch.no_grad():
-        correct = (logits.argmax(-1) == ids) & masked
+        correct = int((selected.argmax(-1) == targets).sum())
         metrics = {
-            "ce_loss": float(ce.sum() / max(count, 1)),
-            "accuracy": float(correct.sum() / max(count, 1)),
+            "ce_loss": float(ce_selected.sum() / max(count, 1)),
+            "accuracy": correct / max(count, 1),
             "mask_ratio": float(masked.sum() / trainable.sum().clamp(min=1)),
             "num_masked_tokens": float(count),
             "avg_p_mask": float(p.mean()),
