@@ -37,8 +37,10 @@ def _one_full_sequence_per_row(batch: dict[str, torch.Tensor]) -> bool:
     return "position_ids" not in batch or not bool((batch["position_ids"][:, 1:] == 0).any())
 
 
-def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits with bidirectional attention, shifted so position ``i`` predicts token ``i``.
+def bidirectional_logits(
+    model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """The model's logits with bidirectional attention (unshifted).
 
     Rows without padding or packing need no mask: the attention layers are switched to
     non-causal instead, which keeps SDPA on its fused kernels. Otherwise a 4D mask keeps every
@@ -47,10 +49,14 @@ def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tenso
     kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
     if _one_full_sequence_per_row(batch):
         with non_causal(model):
-            logits = model(input_ids=noisy, use_cache=False, **kwargs).logits
-    else:
-        mask = bidirectional_mask(batch, next(model.parameters()).dtype)
-        logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+            return model(input_ids=noisy, use_cache=False, **kwargs).logits
+    mask = bidirectional_mask(batch, next(model.parameters()).dtype)
+    return model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+
+
+def shifted_logits(model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Bidirectional logits shifted so position ``i`` predicts token ``i``."""
+    logits = bidirectional_logits(model, noisy, batch)
     return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
 
@@ -58,13 +64,7 @@ def _predictions(
     model: Any, noisy: torch.Tensor, batch: dict[str, torch.Tensor], masked: torch.Tensor
 ) -> torch.Tensor:
     """Float32 logits at the masked positions only (position ``i`` reads the output at ``i - 1``)."""
-    kwargs = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
-    if _one_full_sequence_per_row(batch):
-        with non_causal(model):
-            logits = model(input_ids=noisy, use_cache=False, **kwargs).logits
-    else:
-        mask = bidirectional_mask(batch, next(model.parameters()).dtype)
-        logits = model(input_ids=noisy, attention_mask=mask, use_cache=False, **kwargs).logits
+    logits = bidirectional_logits(model, noisy, batch)
     rows, cols = masked.nonzero(as_tuple=True)
     return logits[rows, (cols - 1).clamp(min=0)].float()
 
