@@ -18,6 +18,8 @@ CONSTRAINTS = ROOT / "constraints.txt"
 REPORTS = ROOT / ".ci-reports"
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
 INTEGRATIONS = [name for name in PACKAGES if name != "ftcore"]
+# Core extras that add a feature rather than an integration package: `ftcore inference --gradio`.
+FEATURE_EXTRAS = {"gradio"}
 DEV_TOOLS = ["pytest", "hatchling", "build", "ruff"]
 # Bounds of the development environment, beyond each package's own ranges: llmcompressor 0.14 pins
 # transformers>=5.15,<=5.17 and torch<=2.14; torch 2.13.0 is the CPU build CI installs.
@@ -51,10 +53,13 @@ def pytest(session: nox.Session, report: str, *paths: str) -> None:
 
 def _package_tests(name: str):
     def session_func(session: nox.Session) -> None:
+        # Each package brings its own test dependencies through its `test` extra.
         targets = (
-            ["packages/ftcore"] if name == "ftcore" else ["packages/ftcore", f"packages/{name}"]
+            ["packages/ftcore[test]"]
+            if name == "ftcore"
+            else ["packages/ftcore", f"packages/{name}[test]"]
         )
-        install(session, "pytest", *targets)
+        install(session, *targets)
         pytest(session, name, f"packages/{name}/tests")
 
     session_func.__doc__ = (
@@ -95,7 +100,7 @@ def lint(session: nox.Session) -> None:
 def core_extras() -> dict[str, list[str]]:
     data = tomllib.loads((ROOT / "packages/ftcore/pyproject.toml").read_text())
     extras = data["project"].get("optional-dependencies", {})
-    return {name: deps for name, deps in extras.items() if name != "test"}
+    return {name: deps for name, deps in extras.items() if name not in {"test", *FEATURE_EXTRAS}}
 
 
 @nox.session(name="check-extras", python=False)
@@ -123,7 +128,8 @@ def check_extras(session: nox.Session) -> None:
 @nox.session
 def lock(session: nox.Session) -> None:
     """Regenerate constraints.txt: the pinned versions of everything the sessions install."""
-    session.install(*DEV_TOOLS, "nox", *LOCK_BOUNDS, *(f"packages/{name}" for name in PACKAGES))
+    packages = (f"packages/{name}[test]" for name in PACKAGES)
+    session.install(*DEV_TOOLS, "nox", *LOCK_BOUNDS, *packages)
     frozen = session.run("python", "-m", "pip", "freeze", "--all", silent=True)
     local = {name.replace("-", "_") for name in PACKAGES} | set(PACKAGES)
     lines = []

@@ -59,7 +59,7 @@ def trained(tmp_path_factory):
         "bf16": False,
         "dataset_prepared_path": str(root / "prepared"),
         "output_dir": str(root / "out"),
-        "diffusion": {"generation_interval": 500, "num_generation_samples": 1},
+        "diffusion": {"generation_interval": 100, "num_generation_samples": 2},
     }
     train(load_config(cfg))
     return cfg
@@ -88,6 +88,18 @@ def test_the_trained_model_fills_masked_answers_far_above_chance(trained):
     ):
         assert key in logged[-1], key
     assert logged[-1]["accuracy"] > logged[0]["accuracy"]
+
+
+def test_samples_are_logged_every_interval(trained):
+    out = Path(trained["output_dir"])
+    steps = max(int(folder.name.split("-")[1]) for folder in out.glob("checkpoint-*"))
+    rows = [json.loads(line) for line in (out / "samples" / "diffusion_samples.jsonl").open()]
+    assert steps >= 100
+    assert [row["step"] for row in rows] == [s for s in range(100, steps + 1, 100) for _ in (0, 1)]
+    for row in rows:
+        assert "[MASK]" in row["masked"] and "[MASK]" not in row["generated"]
+        prompt = row["masked"].split("[MASK]")[0]  # the prompt is never masked
+        assert row["original"].startswith(prompt) and row["generated"].startswith(prompt)
 
 
 def test_complete_and_mask_commands_in_a_scripted_session(trained, tmp_path):

@@ -187,3 +187,36 @@ def test_grpo_completions_become_bounded_tables(tmp_path, base_model):
     text = json.dumps(table)
     assert "exact_answer_reward" in text and "advantage" in text
     assert text.count('"+') + text.count("+") > 0  # prompts such as "3+4=" are in the rows
+
+
+SAMPLER = """
+from transformers import TrainerCallback
+
+from ftcore import hookimpl
+from ftcore.tracking import log_samples
+
+TRAINER = []
+
+class AtStep3(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            log_samples(TRAINER[0], "previews", [{"masked": "3+4=[MASK]", "generated": "3+4=7"}])
+
+@hookimpl
+def ftcore_post_trainer_create(cfg, trainer):
+    TRAINER[:] = [trainer]
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    return [AtStep3()]
+"""
+
+
+def test_plugin_samples_become_a_table(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.sampler": SAMPLER})
+    cfg = run_config(tmp_path, base_model, plugins=["swanlab", "testplugins.sampler"])
+    train(load_config(cfg))
+    [run_file] = run_files(Path(cfg["output_dir"]) / "swanlog")
+    [table] = (run_file.parent / "media" / "echarts").glob("*.json")
+    text = json.dumps(json.loads(table.read_text()))
+    assert "3+4=[MASK]" in text and "3+4=7" in text and "generated" in text

@@ -43,7 +43,7 @@ class DiffusionPlugin:
     def __init__(self) -> None:
         self.mask_token_id: int | None = None
         self.special: list[int] = []
-        self.pending: list[dict[str, float]] = []
+        self.trainer: Any = None
 
     @hookimpl
     def ftcore_config_schema(self):
@@ -97,6 +97,11 @@ class DiffusionPlugin:
         from ftcore_diffusion.samples import SampleCallback
 
         return [SampleCallback(cfg.diffusion, self)]
+
+    @hookimpl
+    def ftcore_post_trainer_create(self, cfg, trainer):
+        """Keep the trainer: samples go to its trackers."""
+        self.trainer = trainer
 
     @hookimpl
     def ftcore_inference_handler(self, cfg, model, tokenizer):

@@ -8,9 +8,17 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ftcore.tracking import log_samples
 from ftcore_diffusion.decode import parse_prompt, unmask
 
 log = logging.getLogger("ftcore")
+
+SAMPLES_NAME = "diffusion_samples"
+USAGE = (
+    "Masked diffusion decoding. `:complete N text` appends N masks to the text and fills them; "
+    "`:mask R text` masks a share R (0 to 1) of the text's tokens and fills them back. "
+    "Plain text is `:complete 64 text`."
+)
 
 
 def _show(tokenizer: Any, ids: torch.Tensor, mask_token_id: int) -> str:
@@ -21,7 +29,10 @@ def _show(tokenizer: Any, ids: torch.Tensor, mask_token_id: int) -> str:
 
 
 class SampleCallback(TrainerCallback):
-    """Every ``generation_interval`` steps: mask the answers of a few training rows and fill them."""
+    """Every ``generation_interval`` steps: mask the answers of a few training rows and fill them.
+
+    The samples are printed and sent to the run's trackers (``ftcore.tracking.log_samples``).
+    """
 
     def __init__(self, block: Any, plugin: Any):
         self.block = block
@@ -44,6 +55,7 @@ class SampleCallback(TrainerCallback):
             return
         was_training = model.training
         model.eval()
+        rows = []
         for index in range(min(self.block.num_generation_samples, len(dataset))):
             row = dataset[index]
             ids = torch.tensor(
@@ -55,13 +67,18 @@ class SampleCallback(TrainerCallback):
             masked = ids.masked_fill(labels != -100, self.plugin.mask_token_id)
             filled = unmask(model, masked, self.plugin.mask_token_id, self.block.generation_steps,
                             self.block.generation_temperature)  # fmt: skip
+            rows.append({
+                "original": processing_class.decode(ids[0]),
+                "masked": _show(processing_class, masked[0], self.plugin.mask_token_id),
+                "generated": processing_class.decode(filled[0]),
+            })  # fmt: skip
             log.info(
                 "ftcore: diffusion sample %d at step %d\n  original:  %s\n  masked:    %s\n  generated: %s",
-                index + 1, state.global_step, processing_class.decode(ids[0]),
-                _show(processing_class, masked[0], self.plugin.mask_token_id),
-                processing_class.decode(filled[0]),
+                index + 1, state.global_step, *rows[-1].values(),
             )  # fmt: skip
         model.train(was_training)
+        if self.plugin.trainer is not None:
+            log_samples(self.plugin.trainer, SAMPLES_NAME, rows)
 
 
 def make_handler(block: Any, model: Any, tokenizer: Any, mask_token_id: int):
@@ -85,4 +102,5 @@ def make_handler(block: Any, model: Any, tokenizer: Any, mask_token_id: int):
         masked_text = _show(tokenizer, ids[0, start:], mask_token_id)
         return f"masked:    {masked_text}\ngenerated: {tokenizer.decode(filled[0, start:], skip_special_tokens=True)}"
 
+    handle.usage = USAGE  # shown by ftcore inference --gradio
     return handle

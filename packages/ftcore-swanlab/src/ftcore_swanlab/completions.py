@@ -1,4 +1,4 @@
-"""A bounded buffer of RL completions, logged to SwanLab as a table."""
+"""Text logged to SwanLab as tables: a bounded buffer of RL completions, and plugins' samples."""
 
 from __future__ import annotations
 
@@ -49,3 +49,15 @@ class CompletionBuffer:
         swanlab.log({TABLE_KEY: table}, step=step)
         self.rows.clear()
         return True
+
+
+def log_rows(name: str, rows: list[dict[str, str]], step: int) -> bool:
+    """Log ``rows`` (column -> text) as the table ``name`` at ``step``, when a run is open."""
+    import swanlab
+
+    if not rows or not swanlab.has_run():
+        return False
+    table = swanlab.echarts.Table()
+    table.add(headers=["step", *rows[0]], rows=[[step, *row.values()] for row in rows])
+    swanlab.log({name: table}, step=step)
+    return True

@@ -179,6 +179,15 @@ class SwanLabPlugin:
                 trainer.state.global_step, prompts, completions, rewards, advantages
             )
 
+    @hookimpl
+    def ftcore_log_samples(self, cfg, trainer, name, rows):
+        """Log a plugin's text samples (e.g. diffusion generations) as a table of this step."""
+        if not _active(cfg):
+            return
+        from ftcore_swanlab.completions import log_rows
+
+        log_rows(name, rows, trainer.state.global_step)
+
     # ------------------------------------------------------------------------------------ end
 
     @hookimpl

@@ -303,6 +303,24 @@ def ftcore_on_rollouts(
     """
 
 
+@hookspec
+def ftcore_log_samples(
+    cfg: FtcoreConfig, trainer: Any, name: str, rows: list[dict[str, str]]
+) -> None:
+    """Record text samples a plugin produced during training (generations, decoded examples).
+
+    Called on the main process by ``ftcore.tracking.log_samples``, after the core appended the rows
+    to ``<output_dir>/samples/<name>.jsonl`` and sent them to the transformers trackers in
+    ``report_to`` (TensorBoard, Weights & Biases, MLflow). Tracker plugins implement it to record
+    the rows in their own run. A failure here is logged and training goes on.
+
+    :param name: what the samples are, e.g. ``"diffusion_samples"``; one table per name.
+    :param rows: one dict per sample, column name to text; every row has the same columns.
+        The step is ``trainer.state.global_step``.
+    :return: nothing. All implementations run.
+    """
+
+
 # ------------------------------------------------------------------------------------------------ end
 
 

@@ -105,14 +105,16 @@ class PluginHost:
         for observer in self._observers:
             observer(name, kwargs)
 
-    def _each(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation of hook ``name`` in ``plugins:`` order.
+    # The hook name is positional-only: hooks may take an argument called ``name`` themselves.
+
+    def _each(self, hook: str, /, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook`` in ``plugins:`` order.
 
         Returns ``(plugin name, result)`` for each non-None result, so rules that need to know
         who answered (conflicts, at-most-one) can name the plugins.
         """
-        self._notify(name, kwargs)
-        caller = getattr(self.pm.hook, name)
+        self._notify(hook, kwargs)
+        caller = getattr(self.pm.hook, hook)
         results = []
         for impl in reversed(caller.get_hookimpls()):
             if impl.hookwrapper or impl.wrapper:
@@ -122,20 +124,20 @@ class PluginHost:
                 results.append((impl.plugin_name, result))
         return results
 
-    def _at_most_one(self, name: str, what: str, **kwargs: Any) -> Any:
-        results = self._each(name, **kwargs)
+    def _at_most_one(self, hook: str, what: str, /, **kwargs: Any) -> Any:
+        results = self._each(hook, **kwargs)
         if len(results) > 1:
             owners = " and ".join(f"'{plugin}'" for plugin, _ in results)
             raise PluginError(f"plugins {owners} both provide {what}; keep one of them in plugins")
         return results[0][1] if results else None
 
-    def _call_all(self, name: str, **kwargs: Any) -> None:
-        self._notify(name, kwargs)
-        getattr(self.pm.hook, name)(**kwargs)
+    def _call_all(self, hook: str, /, **kwargs: Any) -> None:
+        self._notify(hook, kwargs)
+        getattr(self.pm.hook, hook)(**kwargs)
 
-    def _first(self, name: str, **kwargs: Any) -> Any:
-        self._notify(name, kwargs)
-        return getattr(self.pm.hook, name)(**kwargs)
+    def _first(self, hook: str, /, **kwargs: Any) -> Any:
+        self._notify(hook, kwargs)
+        return getattr(self.pm.hook, hook)(**kwargs)
 
     # -------------------------------------------------------------------------------- config
 
@@ -282,6 +284,9 @@ class PluginHost:
             rewards=rewards,
             advantages=advantages,
         )
+
+    def log_samples(self, cfg: FtcoreConfig, trainer: Any, name: str, rows: list[dict]) -> None:
+        self._call_all("ftcore_log_samples", cfg=cfg, trainer=trainer, name=name, rows=rows)
 
     # ----------------------------------------------------------------------------------- end
 

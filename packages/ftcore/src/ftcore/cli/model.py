@@ -22,6 +22,11 @@ from ftcore.cli.run import OVERRIDE_SETTINGS, config_argument, load, overrides_a
     help="Apply the chat template (default: when the config trains chat_template datasets).",
 )
 @click.option("--base", is_flag=True, help="Use the base model instead of the trained output.")
+@click.option(
+    "--gradio", "web", is_flag=True, help="Serve a web page instead (needs ftcore[gradio])."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the web page.")
+@click.option("--port", default=7860, show_default=True, help="Port of the web page (0: any).")
 def inference(
     config_path: str,
     overrides: tuple[str, ...],
@@ -29,13 +34,27 @@ def inference(
     max_new_tokens: int,
     chat: bool | None,
     base: bool,
+    web: bool,
+    host: str,
+    port: int,
 ) -> None:
     """Generate with the model trained by CONFIG (its output_dir)."""
     from ftcore.inference import load_trained, make_generator
 
     loaded = load(config_path, overrides)
+    if web:
+        from ftcore.webui import require_gradio
+
+        require_gradio()  # before the model loads
     model, tokenizer = load_trained(loaded.cfg, use_base=base)
     generate = make_generator(loaded, model, tokenizer, max_new_tokens=max_new_tokens, chat=chat)
+    if web:
+        from ftcore.webui import build_ui, serve
+
+        title = f"ftcore inference: {loaded.cfg.output_dir if not base else loaded.cfg.base_model}"
+        app = build_ui(generate, title, getattr(generate, "usage", ""))
+        serve(app, host, port)
+        return
     if prompt is not None:
         click.echo(generate(prompt))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ftcore.config.names import OPTIMIZERS, SCHEDULERS
+from ftcore.config.names import OPTIMIZERS, SCHEDULERS, TRACKERS
 from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES
 from ftcore.errors import Problem
 from ftcore.suggest import did_you_mean
@@ -79,6 +79,10 @@ def _name_problems(cfg: Any) -> list[Problem]:
     if cfg.lr_scheduler not in SCHEDULERS:
         hint = did_you_mean(cfg.lr_scheduler, SCHEDULERS)
         problems.append(Problem("lr_scheduler", f"unknown scheduler '{cfg.lr_scheduler}'{hint}"))
+    for index, name in enumerate(cfg.report_to):
+        if name not in TRACKERS:
+            hint = did_you_mean(name, TRACKERS)
+            problems.append(Problem(f"report_to[{index}]", f"unknown tracker '{name}'{hint}"))
     return problems
 
 

@@ -1,4 +1,4 @@
-"""Optimizer and scheduler names of ``transformers`` (checked without importing it).
+"""Optimizer, scheduler and tracker names of ``transformers`` (checked without importing it).
 
 ``tests/test_names.py`` fails when the installed transformers adds or drops a name.
 """
@@ -19,4 +19,9 @@ SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
     "warmup_stable_decay", "greedy",
+)  # fmt: skip
+
+TRACKERS = (
+    "azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "kubeflow",
+    "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb",
 )  # fmt: skip

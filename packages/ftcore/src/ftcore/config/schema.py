@@ -257,6 +257,11 @@ class CoreConfig(StrictModel):
     adam_epsilon: float = Field(1e-8, gt=0.0, description="Adam(W) epsilon.")
     max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping norm (0: off).")
     logging_steps: int = Field(1, gt=0, description="Log every N updates.")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="transformers trackers to log to (tensorboard, wandb, mlflow, ...); each reads "
+        "its own settings from its environment variables. Tracker plugins (swanlab) need nothing here.",
+    )
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N updates.")
     evals_per_epoch: int | None = Field(None, gt=0, description="Evaluations per epoch.")
     save_steps: int | None = Field(None, gt=0, description="Save a checkpoint every N updates.")

@@ -91,7 +91,7 @@ def training_arguments(
         "remove_unused_columns": False,
         "ddp_find_unused_parameters": False,
         "prediction_loss_only": True,
-        "report_to": "none",
+        "report_to": list(cfg.report_to) or "none",
     }
     if cfg.tf32:
         args["tf32"] = True
