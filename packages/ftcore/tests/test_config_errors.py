@@ -83,20 +83,33 @@ def test_every_problem_is_reported_at_once_in_file_order():
     ]
 
 
+def not_installed_integration() -> str:
+    """A known integration whose package this environment lacks."""
+    from importlib.metadata import entry_points
+
+    from ftcore.aliases import KNOWN_INTEGRATIONS
+
+    installed = {ep.name for ep in entry_points(group="ftcore")}
+    return next(name for name in KNOWN_INTEGRATIONS if name not in installed)
+
+
 def test_missing_plugin_names_the_pip_extra(monkeypatch):
-    monkeypatch.setattr("ftcore.aliases.released_extras", lambda: {"liger", "all"})
-    assert error_of({"plugins": ["liger"]}) == (
+    name = not_installed_integration()
+    monkeypatch.setattr("ftcore.aliases.released_extras", lambda: {name, "all"})
+    assert error_of({"plugins": [name]}) == (
         "config error in <config>\n"
-        "  plugins[0]: plugin 'liger' is not installed; install it with: pip install \"ftcore[liger]\"\n"
+        f"  plugins[0]: plugin '{name}' is not installed; install it with: "
+        f'pip install "ftcore[{name}]"\n'
         "  (fix the plugins first; other keys were not checked)"
     )
 
 
 def test_missing_unreleased_integration_says_so(monkeypatch):
+    name = not_installed_integration()
     monkeypatch.setattr("ftcore.aliases.released_extras", set)
-    assert error_of({"plugins": ["liger"]}).splitlines()[1] == (
-        "  plugins[0]: plugin 'liger' is not installed; "
-        "ftcore-liger is not released with this version of ftcore yet"
+    assert error_of({"plugins": [name]}).splitlines()[1] == (
+        f"  plugins[0]: plugin '{name}' is not installed; "
+        f"ftcore-{name} is not released with this version of ftcore yet"
     )
 
 
@@ -146,8 +159,9 @@ def test_claim_conflict_names_both_plugins_and_the_fix(plugin_site):
     )
     assert error_of({"plugins": ["cce", "liger"]}) == (
         "config error in <config>\n"
-        "  liger_fused_linear_cross_entropy: the loss head is already replaced by plugin 'cce'; "
-        "keep one of them: remove 'cce' from plugins, or set liger_fused_linear_cross_entropy: false"
+        "  liger_fused_linear_cross_entropy: the loss head is replaced by both plugin 'cce' "
+        "(cut_cross_entropy) and plugin 'liger' (liger_fused_linear_cross_entropy); keep one of "
+        "them: set cut_cross_entropy: false or set liger_fused_linear_cross_entropy: false"
     )
     # Turning one replacement off resolves the conflict.
     loaded = load_config({"plugins": ["cce", "liger"]}, ["liger_fused_linear_cross_entropy=false"])

@@ -60,28 +60,18 @@ def find_claim_conflicts(claims: list[tuple[str, Claim]]) -> list[tuple[str, str
         first_plugin, first_claim = owners[part]
         if first_plugin == plugin:
             continue
-        if claim.key:
-            conflicts.append(
-                (
-                    claim.key,
-                    f"{part.label} is already replaced by plugin '{first_plugin}'; keep one of them: "
-                    f"remove '{first_plugin}' from plugins, or set {claim.key}: false",
-                )
+        owners_text = f"plugin '{first_plugin}'{_by(first_claim)} and plugin '{plugin}'{_by(claim)}"
+        fixes = [f"set {c.key}: false" for c in (first_claim, claim) if c.key]
+        fixes += [f"remove '{name}' from plugins" for name in (first_plugin, plugin)]
+        conflicts.append(
+            (
+                claim.key or first_claim.key or "plugins",
+                f"{part.label} is replaced by both {owners_text}; keep one of them: "
+                + " or ".join(fixes[:2]),
             )
-        elif first_claim.key:
-            conflicts.append(
-                (
-                    first_claim.key,
-                    f"{part.label} is also replaced by plugin '{plugin}'; keep one of them: "
-                    f"remove '{plugin}' from plugins, or set {first_claim.key}: false",
-                )
-            )
-        else:
-            conflicts.append(
-                (
-                    "plugins",
-                    f"plugins '{first_plugin}' and '{plugin}' both replace {part.label}; "
-                    "keep one of them",
-                )
-            )
+        )
     return conflicts
+
+
+def _by(claim: Claim) -> str:
+    return f" ({claim.key})" if claim.key else ""

@@ -115,23 +115,30 @@ def _check_quantization(cfg: Any) -> dict[str, Any]:
     }
 
 
+def load_model_config(cfg: Any) -> Any:
+    """The model's ``transformers`` config, without weights (plugins check the model type early)."""
+    from transformers import AutoConfig
+
+    return _from_hub_or_path(
+        AutoConfig.from_pretrained,
+        _source(cfg.base_model_config or cfg.base_model, "model config"),
+        "model config",
+        trust_remote_code=cfg.trust_remote_code,
+        token=cfg.hf_token,
+    )
+
+
 def build_model(cfg: Any) -> Any:
     """The base model: pretrained weights, or random weights from its config."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(cfg)
     extra: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         extra["attn_implementation"] = cfg.attn_implementation
     if cfg.model_init == "random":
-        name = _source(cfg.base_model_config or cfg.base_model, "model config")
-        config = _from_hub_or_path(
-            AutoConfig.from_pretrained,
-            name,
-            "model config",
-            trust_remote_code=cfg.trust_remote_code,
-            token=cfg.hf_token,
-        )
+        name = cfg.base_model_config or cfg.base_model
+        config = load_model_config(cfg)
         try:
             return AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
         except (ValueError, ImportError) as exc:

@@ -15,6 +15,8 @@ TINY_MODEL_FAMILIES = (
     "phi3",
     "qwen3_moe",
     "mixtral",
+    "gemma3_text",
+    "olmo2",
 )
 
 _COMMON = {
@@ -37,6 +39,7 @@ _PER_FAMILY: dict[str, dict[str, Any]] = {
     },
     "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
     "gemma2": {"sliding_window": 128, "query_pre_attn_scalar": 16},
+    "gemma3_text": {"sliding_window": 128, "query_pre_attn_scalar": 16},
     "phi3": {"pad_token_id": 0},
 }
 
