@@ -1,0 +1,66 @@
+"""The chunked reference loss equals the transformers loss on materialised logits, gradients too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.loss.loss_utils import ForCausalLMLoss
+
+from ftcore_cce.loss import causal_lm_loss
+
+
+def reference(hidden, weight, labels, softcap=None, num_items_in_batch=None):
+    logits = hidden @ weight.T
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    return ForCausalLMLoss(
+        logits, labels, vocab_size=weight.shape[0], num_items_in_batch=num_items_in_batch
+    )
+
+
+@pytest.mark.parametrize("softcap", [None, 5.0])
+@pytest.mark.parametrize("num_items_in_batch", [None, 37])
+def test_loss_and_gradients_match_the_transformers_loss(softcap, num_items_in_batch):
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 700, 32, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(300, 32, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 300, (3, 700))
+    labels[0, :50] = -100  # a prompt
+    labels[2, 600:] = -100  # padding
+    expected = reference(hidden, weight, labels, softcap, num_items_in_batch)
+    grads = torch.autograd.grad(expected, (hidden, weight))
+    got = causal_lm_loss(
+        hidden, weight, labels, softcap=softcap, num_items_in_batch=num_items_in_batch
+    )
+    torch.testing.assert_close(got, expected.float(), rtol=1e-6, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(got, (hidden, weight)), grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_shift_labels_are_used_as_given():
+    torch.manual_seed(1)
+    hidden = torch.randn(2, 10, 8)
+    weight = torch.randn(20, 8)
+    labels = torch.randint(0, 20, (2, 10))
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+    torch.testing.assert_close(
+        causal_lm_loss(hidden, weight, None, shift_labels=shifted),
+        causal_lm_loss(hidden, weight, labels),
+    )
+
+
+def test_no_logits_tensor_is_kept_for_backward():
+    """Saved activations stay far below tokens x vocab: the point of the loss."""
+    tokens, vocab, width = 8192, 4096, 16
+    hidden = torch.randn(1, tokens, width, requires_grad=True)
+    weight = torch.randn(vocab, width, requires_grad=True)
+    labels = torch.randint(0, vocab, (1, tokens))
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        causal_lm_loss(hidden, weight, labels)
+    assert max(saved) < tokens * vocab / 4
