@@ -30,6 +30,7 @@ def ftcore_callbacks(cfg, model):
             self.warmup = int(os.environ.get("BENCH_WARMUP", "5"))
             self.times: list[float] = []
             self.start = 0.0
+            self.last_loss = None
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
@@ -42,6 +43,10 @@ def ftcore_callbacks(cfg, model):
             if state.global_step > self.warmup:
                 self.times.append(time.perf_counter() - self.start)
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.last_loss = float(logs["loss"])
+
         def on_train_end(self, args, state, control, **kwargs):
             tokens = cfg.micro_batch_size * cfg.gradient_accumulation_steps * cfg.sequence_len
             median = sorted(self.times)[len(self.times) // 2]
@@ -50,6 +55,7 @@ def ftcore_callbacks(cfg, model):
                 "median_step_s": median,
                 "tokens_per_s": tokens / median,
                 "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+                "last_loss": self.last_loss,
             }
             with open(os.environ["BENCH_OUT"], "w", encoding="utf-8") as handle:
                 json.dump(result, handle)

@@ -67,3 +67,16 @@ def test_plugins_that_want_the_trained_parameters_conflict_clearly(tmp_path):
     message = str(info.value)
     assert "adapter: spectrum trains a subset of the full model" in message
     assert "llmcompressor: required" in message
+
+
+def test_cce_and_a_liger_loss_kernel_conflict_naming_both_keys():
+    base = {"plugins": ["liger", "cce"], "liger_rope": True}
+    for key in ("liger_fused_linear_cross_entropy", "liger_cross_entropy"):
+        with pytest.raises(ConfigError) as info:
+            load_config({**base, key: True})
+        message = str(info.value)
+        assert "the loss head is replaced by both plugin 'liger'" in message
+        assert f"({key})" in message and "plugin 'cce' (cut_cross_entropy)" in message
+    # Liger's RoPE, RMSNorm and GLU kernels with CCE for the loss: the documented fast setup.
+    cfg = load_config({**base, "liger_rms_norm": True, "liger_glu_activation": True}).cfg
+    assert cfg.cut_cross_entropy and cfg.liger_rope

@@ -1,12 +1,15 @@
 """Training-step throughput and memory of ftcore variants on a dense model, measured on the GPU.
 
-    python -m benchmarks.dense --variants sft,diffusion [--steps 20] [--warmup 5]
+    python -m benchmarks.run dense-1b --variants plain,ftcore,cce,liger,liger+cce [--steps 20]
 
 Scenario dense-1b: a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, ffn
 8192, vocab 128256, tied), sequence 4096, micro-batch 4, bf16, fused AdamW, no gradient
-checkpointing, random tokens. Every variant runs ``ftcore train`` in its own process with the same
-config; only the plugins differ. Ratios are against ``sft`` (plain next-token training through
-ftcore) measured in the same run. Result: benchmarks/results/dense-1b-<variants>-<date>.json
+checkpointing, random tokens. ``plain`` is a hand-written loop on plain transformers
+(``benchmarks/plain_loop.py``), the reference; every other variant runs ``ftcore train`` with the
+same settings, only the plugins differ. Each variant builds its model from the config in a process
+of its own (Liger patches transformers process-wide, so variants must not share one). Ratios are
+against the first variant, measured in the same run. Every step is CUDA-synchronised and timed
+after the warm-up. Result: benchmarks/results/<scenario>-<variants>-<date>.json
 """
 
 from __future__ import annotations
@@ -41,8 +44,14 @@ SCENARIOS = {
     },
 }  # fmt: skip
 
+LIGER_KERNELS = {"liger_rope": True, "liger_rms_norm": True, "liger_glu_activation": True}
+
 VARIANTS = {
-    "sft": {"plugins": []},
+    "plain": None,  # benchmarks/plain_loop.py
+    "ftcore": {"plugins": []},
+    "cce": {"plugins": ["cce"]},
+    "liger": {"plugins": ["liger"], **LIGER_KERNELS, "liger_fused_linear_cross_entropy": True},
+    "liger+cce": {"plugins": ["liger", "cce"], **LIGER_KERNELS},
     "diffusion": {
         "plugins": ["diffusion"],
         "diffusion": {"mask_token_id": 128000, "generate_samples": False},
@@ -60,12 +69,24 @@ def make_model(folder: Path, shape: dict) -> str:
     return str(folder)
 
 
+def run_plain(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Path) -> dict:
+    config = work / f"{name}.json"
+    settings = {"model": base, "warmup": args.warmup, "steps": args.steps, **scenario["train"]}
+    config.write_text(json.dumps(settings))
+    out = work / f"{name}-result.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.plain_loop", str(config), str(out)], cwd=ROOT,
+                   check=True)  # fmt: skip
+    return json.loads(out.read_text())
+
+
 def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Path) -> dict:
     variant = VARIANTS[name]
+    if variant is None:
+        return run_plain(name, base, scenario, args, work)
     cfg = {
         "base_model": base, "model_init": "random", "bf16": True, "optimizer": "adamw_torch_fused",
         "attn_implementation": "sdpa", "learning_rate": 1e-4, "lr_scheduler": "constant",
-        "max_steps": args.warmup + args.steps, "logging_steps": 1000, "save_steps": 100000,
+        "max_steps": args.warmup + args.steps, "logging_steps": args.warmup + args.steps, "save_steps": 100000,
         "datasets": [{"path": "unused-random-tokens"}], "output_dir": str(work / name),
         "plugins": ["benchmarks.random_tokens", "benchmarks.step_timer", *variant["plugins"]],
         **scenario["train"], **{k: v for k, v in variant.items() if k != "plugins"},
@@ -80,43 +101,65 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
     return json.loads(out.read_text())
 
 
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for name in ("torch", "transformers", "triton", "liger-kernel", "cut-cross-entropy", "ftcore",
+                 "ftcore-cce", "ftcore-liger", "ftcore-diffusion"):  # fmt: skip
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="dense-1b", choices=sorted(SCENARIOS))
-    parser.add_argument("--variants", default="sft,diffusion")
+    parser.add_argument("scenario", nargs="?", default="dense-1b", choices=sorted(SCENARIOS))
+    parser.add_argument("--variants", default="plain,ftcore,cce,liger,liger+cce")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
-    import torch
-    import transformers
-
     scenario = SCENARIOS[args.scenario]
     names = args.variants.split(",")
+    if unknown := [name for name in names if name not in VARIANTS]:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    label = "-".join(name.replace("+", "_") for name in names)
+    out = Path(args.out) / f"{args.scenario}-{label}-{date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = make_model(work / "model", scenario["model"])
-        results = {name: run(name, base, scenario, args, work) for name in names}
+        for name in names:  # the file is rewritten after each variant: a cut-off run keeps its part
+            results[name] = run(name, base, scenario, args, work)
+            payload = report(args, scenario, names, results)
+            out.write_text(json.dumps(payload, indent=2))
+    print(
+        f"{'variant':<12} {'tokens/s':>10} {'ratio':>6} {'peak GiB':>9} {'ratio':>6}  vs {names[0]}"
+    )
+    for name, r in results.items():
+        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r['tokens_per_s_ratio']:>6.3f} "
+              f"{r['peak_memory_gib']:>9.1f} {r['peak_memory_ratio'] or 0:>6.3f}")  # fmt: skip
+    print(f"wrote {out}")
+
+
+def report(args: argparse.Namespace, scenario: dict, names: list[str], results: dict) -> dict:
+    import torch
+
     reference = results[names[0]]
     for result in results.values():
         result["tokens_per_s_ratio"] = result["tokens_per_s"] / reference["tokens_per_s"]
         peak = reference["peak_memory_gib"]
         result["peak_memory_ratio"] = result["peak_memory_gib"] / peak if peak else None
-    payload = {
+    return {
         "benchmark": args.scenario, "date": date.today().isoformat(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "reference": names[0],
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "reference": names[0], "versions": versions(),
         "settings": {**scenario, "steps": args.steps, "warmup": args.warmup}, "results": results,
     }  # fmt: skip
-    print(f"{'variant':<12} {'tokens/s':>10} {'ratio':>6} {'peak GiB':>9} {'ratio':>6}")
-    for name, r in results.items():
-        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r['tokens_per_s_ratio']:>6.3f} "
-              f"{r['peak_memory_gib']:>9.1f} {r['peak_memory_ratio'] or 0:>6.3f}")  # fmt: skip
-    out = Path(args.out) / f"{args.scenario}-{'-'.join(names)}-{payload['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
