@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ftcore.errors import FtcoreError
+from ftcore.modeling import lm_head_weight
 from ftcore_cce.loss import causal_lm_loss
 
 #: Families whose training loss is tested equal to the transformers loss.
@@ -50,22 +51,6 @@ def unsupported_reason(model: Any) -> str | None:
         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)} and any *ForCausalLM with a `model` and a "
         "bias-free `lm_head`. Remove the cce plugin (or set cut_cross_entropy: false)"
     )
-
-
-def lm_head_weight(head: Any) -> torch.Tensor:
-    """The weight the lm_head applies, through peft's ``modules_to_save`` wrapper."""
-    if hasattr(head, "modules_to_save") and hasattr(head, "active_adapters"):
-        active = [name for name in head.active_adapters if name in head.modules_to_save]
-        if active and not getattr(head, "disable_adapters", False):
-            head = head.modules_to_save[active[0]]
-        else:
-            head = head.original_module
-    if hasattr(head, "lora_A"):
-        raise FtcoreError(
-            "cut_cross_entropy needs a plain lm_head: train it through lora_modules_to_save, "
-            "not as a LoRA target"
-        )
-    return head.weight
 
 
 def _softcap(config: Any) -> float | None:

@@ -24,7 +24,7 @@ def _apply_softcap(logits: torch.Tensor, softcap: float | None) -> torch.Tensor:
 def _slice_loss_sum(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float | None
 ) -> torch.Tensor:
-    logits = _apply_softcap((hidden @ weight.T).float(), softcap)
+    logits = _apply_softcap((hidden.to(weight.dtype) @ weight.T).float(), softcap)
     return F.cross_entropy(logits, targets, reduction="sum")
 
 

@@ -224,3 +224,23 @@ def load_model(cfg: Any, tokenizer: Any, host: Any) -> Any:
         freeze_except(model, cfg.unfrozen_parameters)
     host.post_model_load(cfg, model, tokenizer)
     return model
+
+
+def lm_head_weight(head: Any) -> Any:
+    """The weight an lm_head applies, seen through peft's ``modules_to_save`` wrapper.
+
+    For plugins that compute the loss from hidden states. A LoRA adapter on the lm_head itself
+    cannot be folded into one weight here and is refused.
+    """
+    if hasattr(head, "modules_to_save") and hasattr(head, "active_adapters"):
+        active = [name for name in head.active_adapters if name in head.modules_to_save]
+        if active and not getattr(head, "disable_adapters", False):
+            head = head.modules_to_save[active[0]]
+        else:
+            head = head.original_module
+    if hasattr(head, "lora_A"):
+        raise FtcoreError(
+            "a loss computed from hidden states needs a plain lm_head: train it through "
+            "lora_modules_to_save, not as a LoRA target"
+        )
+    return head.weight

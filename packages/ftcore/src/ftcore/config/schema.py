@@ -76,6 +76,13 @@ class DatasetConfig(StrictModel):
         description="Chat template for this dataset: a Jinja string or a named template; "
         "default: the tokenizer's.",
     )
+    logprobs_field: str = Field(
+        "logprobs",
+        description="Column holding a teacher's top-k logprobs per token (`kd.chat_template`).",
+    )
+    temperature: float = Field(
+        1.0, gt=0.0, description="Sampling temperature the teacher's logprobs were made at (KD)."
+    )
 
     @field_validator("type")
     @classmethod

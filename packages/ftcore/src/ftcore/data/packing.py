@@ -45,25 +45,31 @@ def packing_efficiency(lengths: list[int], bins: list[list[int]], capacity: int)
 
 
 def pack_dataset(dataset: Any, capacity: int) -> tuple[Any, float]:
-    """A dataset of packed rows (``input_ids``, ``labels``, ``position_ids``) and its efficiency."""
+    """A dataset of packed rows and its efficiency.
+
+    Rows get ``position_ids``; every per-token column (``input_ids``, ``labels``, and any a
+    strategy added) is concatenated in the same order.
+    """
     import datasets
 
     lengths = [len(ids) for ids in dataset["input_ids"]]
     bins = pack_lengths(lengths, capacity)
-    all_ids, all_labels = dataset["input_ids"], dataset["labels"]
-    rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
+    columns = {name: dataset[name] for name in dataset.column_names}
+    rows: dict[str, list[list[Any]]] = {name: [] for name in [*columns, "position_ids"]}
     for members in bins:
-        ids: list[int] = []
-        labels: list[int] = []
-        positions: list[int] = []
+        packed: dict[str, list[Any]] = {name: [] for name in rows}
         for index in sorted(members):
-            ids += all_ids[index]
-            labels += all_labels[index]
-            positions += range(len(all_ids[index]))
-        rows["input_ids"].append(ids)
-        rows["labels"].append(labels)
-        rows["position_ids"].append(positions)
-    return datasets.Dataset.from_dict(rows), packing_efficiency(lengths, bins, capacity)
+            for name, values in columns.items():
+                packed[name] += values[index]
+            packed["position_ids"] += range(lengths[index])
+        for name, values in packed.items():
+            rows[name].append(values)
+    features = datasets.Features(
+        {**dataset.features, "position_ids": datasets.Sequence(datasets.Value("int32"))}
+    )
+    return datasets.Dataset.from_dict(rows, features=features), packing_efficiency(
+        lengths, bins, capacity
+    )
 
 
 def _pad(

@@ -119,16 +119,19 @@ def fingerprint(cfg: Any, tokenizer: Any, strategies: dict[str, Any]) -> str:
 def _row_converter(strategy: Any, tokenizer: Any, ds: Any, cfg: Any):
     limit = cfg.sequence_len
     policy = cfg.excess_length_strategy
+    extras = list(getattr(strategy, "token_features", {}))
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         try:
             out = strategy.tokenize(row, tokenizer, ds, cfg)
             ids, labels = list(out["input_ids"]), list(out["labels"])
-            if len(ids) != len(labels):
-                raise RowError("strategy returned input_ids and labels of different lengths")
+            per_token = {name: list(out[name]) for name in extras}
+            if any(len(values) != len(ids) for values in [labels, *per_token.values()]):
+                raise RowError("strategy returned per-token fields of different lengths")
             if len(ids) > limit:
                 if policy == "truncate":
                     ids, labels = ids[:limit], labels[:limit]
+                    per_token = {name: values[:limit] for name, values in per_token.items()}
                 else:
                     raise RowError(f"longer than sequence_len ({len(ids)} > {limit} tokens)")
             if labels:
@@ -137,9 +140,14 @@ def _row_converter(strategy: Any, tokenizer: Any, ds: Any, cfg: Any):
                 labels[0] = IGNORE_INDEX
             if all(label == IGNORE_INDEX for label in labels):
                 raise RowError("no trained tokens")
-            return {"input_ids": ids, "labels": labels, "error": ""}
+            return {"input_ids": ids, "labels": labels, **per_token, "error": ""}
         except RowError as exc:
-            return {"input_ids": [], "labels": [], "error": str(exc)}
+            return {
+                "input_ids": [],
+                "labels": [],
+                **{name: [] for name in extras},
+                "error": str(exc),
+            }
 
     return convert
 
@@ -209,6 +217,7 @@ def _tokenize_one(ds: Any, cfg: Any, tokenizer: Any, strategy: Any, report: Any,
             {
                 "input_ids": datasets.Sequence(datasets.Value("int32")),
                 "labels": datasets.Sequence(datasets.Value("int32")),
+                **getattr(strategy, "token_features", {}),
                 "error": datasets.Value("string"),
             }
         ),

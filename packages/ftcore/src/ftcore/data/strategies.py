@@ -1,7 +1,9 @@
 """Dataset ``type:`` strategies: how one row becomes ``input_ids`` and ``labels``.
 
 A strategy is any object with ``tokenize(row, tokenizer, ds, cfg) -> dict`` returning ``input_ids``
-and ``labels`` (``-100`` where no loss is computed). A row that does not fit the type raises
+and ``labels`` (``-100`` where no loss is computed). A strategy that returns more per-token fields
+(a value for each token, e.g. a teacher's top-k logprobs) declares them as ``token_features``, a
+dict of field name to ``datasets`` feature; they are truncated and packed with the tokens. A row that does not fit the type raises
 :class:`RowError` with the reason; the caller counts, skips and reports it. Plugins add strategies
 through ``ftcore_dataset_strategies``.
 """
