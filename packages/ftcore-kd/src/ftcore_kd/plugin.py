@@ -1,0 +1,112 @@
+"""Hook implementations of ftcore-kd (torch is imported only inside hooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore import hookimpl
+
+STRATEGY_NAMES = ("kd.chat_template", "axolotl.integrations.kd.chat_template")
+
+
+class KDPlugin:
+    """Distillation from a teacher's top-k logprobs: data, collator, loss, online teachers, CLI."""
+
+    def __init__(self) -> None:
+        self.teacher: Any = None
+        self.parts: dict[str, list[Any]] = {}  # training loss parts since the last log
+
+    @hookimpl
+    def ftcore_config_schema(self):
+        """Add the ``kd_*`` keys."""
+        from ftcore_kd.config import KDArgs
+
+        return KDArgs
+
+    @hookimpl
+    def ftcore_validate_config(self, cfg):
+        """One teacher source; online teachers need ``kd_top_k``; no RL trainer."""
+        problems = []
+        online = cfg.kd_teacher_model or cfg.kd_online_server_base_url
+        if cfg.kd_teacher_model and cfg.kd_online_server_base_url:
+            problems.append(
+                ("kd_online_server_base_url", "choose one teacher: this or kd_teacher_model")
+            )
+        if online and not cfg.kd_top_k:
+            problems.append(
+                ("kd_top_k", "required with an online teacher (how many tokens to keep)")
+            )
+        offline = [ds.type in STRATEGY_NAMES for ds in cfg.datasets]
+        if cfg.kd_trainer and not online and not all(offline):
+            problems.append(
+                ("datasets", "offline KD reads teacher logprobs from datasets of type "
+                 "kd.chat_template; use it for every dataset, or set kd_teacher_model or "
+                 "kd_online_server_base_url")
+            )  # fmt: skip
+        if cfg.rl:
+            problems.append(("rl", f"KD has no {cfg.rl} variant; remove rl"))
+        return problems
+
+    @hookimpl
+    def ftcore_dataset_strategies(self):
+        """``kd.chat_template`` (Axolotl's ``axolotl.integrations.kd.chat_template`` too)."""
+        from ftcore_kd.data import KDChatTemplate
+
+        strategy = KDChatTemplate()
+        return {name: strategy for name in STRATEGY_NAMES}
+
+    @hookimpl
+    def ftcore_data_collator(self, cfg, tokenizer, is_eval):
+        """The core's batch plus the teacher's top-k, padded."""
+        from ftcore.data.packing import PackedCollator, PaddingCollator
+        from ftcore_kd.collator import KDCollator
+
+        base = (PackedCollator if cfg.sample_packing else PaddingCollator)(tokenizer.pad_token_id)
+        return KDCollator(base)
+
+    @hookimpl
+    def ftcore_post_model_load(self, cfg, model, tokenizer):
+        """Load the online teacher beside the student."""
+        if not cfg.kd_trainer:
+            return
+        from ftcore_kd.teacher import make_teacher
+
+        self.teacher = make_teacher(cfg, model.device, model.dtype)
+
+    @hookimpl
+    def ftcore_compute_loss(self, cfg, model, inputs, trainer):
+        """``(kd_alpha T^2 KD + kd_ce_alpha CE) / label tokens``, chunked (``ftcore_kd.loss``)."""
+        if not cfg.kd_trainer:
+            return None
+        from ftcore_kd.loss import kd_loss
+        from ftcore_kd.student import final_hidden_and_head
+
+        teacher_fields = [
+            inputs.pop(name, None) for name in ("kd_token_ids", "kd_logprobs", "kd_mask")
+        ]
+        if self.teacher is not None:
+            teacher_fields = [t.to(inputs["input_ids"].device) for t in self.teacher.topk(inputs)]
+        hidden, weight = final_hidden_and_head(model, inputs, trainer)
+        loss, parts = kd_loss(
+            hidden, weight, inputs["labels"], *teacher_fields,
+            kd_alpha=cfg.kd_alpha, ce_alpha=cfg.kd_ce_alpha, temperature=cfg.kd_temperature,
+            beta=cfg.kd_beta, normalize_topk=cfg.kd_normalize_topk,
+            chunk_tokens=cfg.kd_chunk_tokens,
+        )  # fmt: skip
+        if model.training:
+            for name, value in parts.items():
+                self.parts.setdefault(name, []).append(value)
+        return loss
+
+    @hookimpl
+    def ftcore_post_trainer_create(self, cfg, trainer):
+        """Log ``kd_loss`` and ``ce_loss`` with the loss (first in line, so every logger sees them)."""
+        if cfg.kd_trainer:
+            from ftcore_kd.metrics import PartsLogger
+
+            trainer.callback_handler.callbacks.insert(0, PartsLogger(self.parts))
+
+    @hookimpl
+    def ftcore_cli_commands(self):
+        """``ftcore kd generate``: make a KD dataset with a teacher."""
+        return {"kd": "ftcore_kd.cli:kd"}
