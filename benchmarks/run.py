@@ -46,12 +46,20 @@ SCENARIOS = {
 
 LIGER_KERNELS = {"liger_rope": True, "liger_rms_norm": True, "liger_glu_activation": True}
 
+KD = {
+    "kd_top_k": 64, "dataloader_num_workers": 2, "env": {"BENCH_KD_TOPK": "64"},
+    "datasets": [{"path": "unused-random-tokens", "type": "kd.chat_template"}],
+}  # fmt: skip
+
 VARIANTS = {
     "plain": None,  # benchmarks/plain_loop.py
     "ftcore": {"plugins": []},
     "cce": {"plugins": ["cce"]},
     "liger": {"plugins": ["liger"], **LIGER_KERNELS, "liger_fused_linear_cross_entropy": True},
     "liger+cce": {"plugins": ["liger", "cce"], **LIGER_KERNELS},
+    # KD on a teacher's top-64 per token (random, from random_tokens); workers prefetch the batches
+    "kd": {"plugins": ["kd"], **KD},
+    "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "diffusion": {
         "plugins": ["diffusion"],
         "diffusion": {"mask_token_id": 128000, "generate_samples": False},
@@ -89,13 +97,14 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
         "max_steps": args.warmup + args.steps, "logging_steps": args.warmup + args.steps, "save_steps": 100000,
         "datasets": [{"path": "unused-random-tokens"}], "output_dir": str(work / name),
         "plugins": ["benchmarks.random_tokens", "benchmarks.step_timer", *variant["plugins"]],
-        **scenario["train"], **{k: v for k, v in variant.items() if k != "plugins"},
+        **scenario["train"], **{k: v for k, v in variant.items() if k not in ("plugins", "env")},
     }  # fmt: skip
     config = work / f"{name}.yml"
     config.write_text(json.dumps(cfg))
     out = work / f"{name}.json"
     env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
-           "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"])}  # fmt: skip
+           "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"]),
+           **variant.get("env", {})}  # fmt: skip
     subprocess.run([sys.executable, "-m", "ftcore", "train", str(config)], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     return json.loads(out.read_text())
@@ -106,7 +115,7 @@ def versions() -> dict[str, str]:
 
     found = {}
     for name in ("torch", "transformers", "triton", "liger-kernel", "cut-cross-entropy", "ftcore",
-                 "ftcore-cce", "ftcore-liger", "ftcore-diffusion"):  # fmt: skip
+                 "ftcore-cce", "ftcore-liger", "ftcore-diffusion", "ftcore-kd"):  # fmt: skip
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
