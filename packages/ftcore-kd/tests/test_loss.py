@@ -84,3 +84,22 @@ def test_chunking_changes_nothing_and_a_perfect_student_has_no_kd():
     shifted[:, 1:] = own[:, :-1].gather(-1, t_ids[:, 1:])
     zero, _ = kd_loss(hidden, weight, labels, t_ids, shifted, torch.ones_like(t_mask), **settings)
     assert abs(zero.item()) < 1e-6
+
+
+def test_no_logits_tensor_is_kept_for_backward():
+    tokens, vocab, k = 4096, 4096, 8
+    hidden = torch.randn(1, tokens, 16, requires_grad=True)
+    weight = torch.randn(vocab, 16, requires_grad=True)
+    labels = torch.randint(0, vocab, (1, tokens))
+    ids = torch.randint(0, vocab, (1, tokens, k))
+    logprobs = torch.log_softmax(torch.randn(1, tokens, k), -1)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        kd_loss(hidden, weight, labels, ids, logprobs, torch.ones(1, tokens, dtype=torch.bool),
+                kd_alpha=0.9, ce_alpha=0.1, chunk_tokens=512)  # fmt: skip
+    assert saved and max(saved) < tokens * vocab / 8

@@ -34,10 +34,10 @@ class KDArgs(BaseModel):
         "data; required for online teachers).",
     )
     kd_chunk_tokens: int = Field(
-        1024,
+        2048,
         ge=0,
-        description="Tokens per chunk of the loss; each chunk's full-vocabulary logits are "
-        "recomputed in the backward pass (0: one chunk, the whole batch's logits at once).",
+        description="Tokens per chunk of the loss: each chunk's full-vocabulary logits live only "
+        "while its gradients are formed (0: autograd on the whole batch's logits at once).",
     )
     kd_teacher_model: str | None = Field(
         None,

@@ -5,8 +5,13 @@ it (vLLM's ``prompt_logprobs`` convention; row 0 has none). The student's logits
 ``i - 1`` predict token ``i``, so they are compared with row ``i``: the same shift as the labels.
 
 For each chunk of tokens the student's full-vocabulary logits are made in float32, reduced to the
-cross entropy and the divergence on the teacher's k tokens, and dropped; the backward pass
-recomputes them (activation checkpointing), so no ``tokens x vocab`` tensor outlives one chunk.
+cross entropy and the divergence on the teacher's k tokens, and their gradient with respect to the
+logits is formed right away (softmax minus one-hot for the cross entropy; for the divergence, the
+gradient on the k log-probabilities, by autograd on those small tensors, spread through the
+log-softmax). That gradient becomes the gradients of the hidden states and the lm_head weight
+before the next chunk, so no ``tokens x vocab`` tensor outlives one chunk and nothing is recomputed
+in the backward pass. ``chunk_tokens: 0`` is the naive reference: autograd on the whole batch's
+logits at once.
 
 loss = (kd_alpha * T^2 * sum(KD) + kd_ce_alpha * sum(CE)) / label tokens
 """
@@ -17,7 +22,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
 
@@ -56,7 +60,7 @@ def _renormalize(logprobs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return masked - torch.logsumexp(masked, -1, keepdim=True)
 
 
-def _chunk_sums(
+def _naive_sums(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     ce_targets: torch.Tensor,
@@ -68,7 +72,7 @@ def _chunk_sums(
     normalize_topk: bool,
     with_ce: bool,
 ) -> torch.Tensor:
-    """``[sum of CE, sum of KD]`` over one chunk of tokens."""
+    """``[sum of CE, sum of KD]`` by autograd on the full logits (the ``chunk_tokens: 0`` reference)."""
     logits = (hidden.to(weight.dtype) @ weight.T).float()
     ce = (
         F.cross_entropy(logits, ce_targets, ignore_index=IGNORE_INDEX, reduction="sum")
@@ -84,6 +88,69 @@ def _chunk_sums(
     return torch.stack([ce, kd])
 
 
+class _FusedKD(torch.autograd.Function):
+    """The loss of all chunks; the gradients are computed in the forward pass (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, teacher_ids, teacher_logprobs, kd_mask, settings):
+        ce_scale, kd_scale, temperature, beta, normalize_topk, chunk = settings
+        grad_hidden = torch.zeros_like(hidden) if hidden.requires_grad else None
+        grad_weight = (
+            torch.zeros_like(weight, dtype=torch.float32) if weight.requires_grad else None
+        )
+        sums = torch.zeros(2, device=hidden.device, dtype=torch.float32)
+        for start in range(0, targets.numel(), chunk):
+            piece = slice(start, start + chunk)
+            h = hidden[piece].to(weight.dtype)
+            logits = (h @ weight.T).float()
+            grad_logits = torch.zeros_like(logits)
+            if ce_scale:
+                log_z = torch.logsumexp(logits, -1, keepdim=True)
+                sums[0] += (log_z[:, 0] - logits.gather(-1, targets[piece, None])[:, 0]).sum()
+                grad_logits += (logits - log_z).exp_()
+                grad_logits.scatter_add_(-1, targets[piece, None], torch.full_like(log_z, -1.0))
+                grad_logits *= ce_scale
+            scaled = logits.div_(temperature)  # the logits are not needed unscaled any more
+            probs = torch.softmax(scaled, -1)
+            ids = teacher_ids[piece].clamp_min(0)
+            student = (scaled.gather(-1, ids) - torch.logsumexp(scaled, -1, keepdim=True)).detach()
+            valid = torch.isfinite(teacher_logprobs[piece]) & kd_mask[piece, None]
+            with torch.enable_grad():
+                student.requires_grad_(True)
+                teacher = teacher_logprobs[piece].float()
+                topk_student = student
+                if normalize_topk:
+                    topk_student, teacher = (
+                        _renormalize(student, valid),
+                        _renormalize(teacher, valid),
+                    )
+                kd = topk_divergence(topk_student, teacher, beta, valid).sum()
+                (grad_topk,) = torch.autograd.grad(kd, student)
+            sums[1] += kd.detach()
+            # d s_j / d logits = (onehot_j - softmax(logits / T)) / T
+            spread = torch.zeros_like(probs).scatter_add_(-1, ids, grad_topk)
+            spread -= grad_topk.sum(-1, keepdim=True) * probs
+            grad_logits += spread.mul_(kd_scale / temperature)
+            grad_logits = grad_logits.to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[piece] = (grad_logits @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += (grad_logits.T @ h).float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        loss = ce_scale * sums[0] + kd_scale * sums[1]
+        ctx.mark_non_differentiable(sums)
+        return loss, sums
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_sums):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = grad_weight * grad_loss
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
 def kd_loss(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -97,7 +164,7 @@ def kd_loss(
     temperature: float = 1.0,
     beta: float = 0.0,
     normalize_topk: bool = False,
-    chunk_tokens: int = 1024,
+    chunk_tokens: int = 2048,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one micro-batch and its detached parts (``kd_loss``, ``ce_loss``, per label token).
 
@@ -114,21 +181,18 @@ def kd_loss(
     flat_ids = teacher_ids[:, 1:].reshape(-1, k)[keep]
     flat_logprobs = teacher_logprobs[:, 1:].reshape(-1, k)[keep]
     flat_mask = teacher_mask[:, 1:].reshape(-1)[keep].bool()
-    arguments = (temperature, beta, normalize_topk, ce_alpha > 0)
-    count = flat_targets.numel()
-    step = chunk_tokens or max(count, 1)
-    sums = hidden.new_zeros(2, dtype=torch.float32)
-    for start in range(0, count, step):
-        piece = slice(start, start + step)
-        parts = (flat_hidden[piece], weight, flat_targets[piece], flat_ids[piece],
-                 flat_logprobs[piece], flat_mask[piece], *arguments)  # fmt: skip
-        if chunk_tokens:
-            sums = sums + checkpoint(_chunk_sums, *parts, use_reentrant=False)
-        else:
-            sums = sums + _chunk_sums(*parts)
-    denominator = max(count, 1)
+    denominator = max(flat_targets.numel(), 1)
+    ce_scale = ce_alpha / denominator
+    kd_scale = kd_alpha * temperature**2 / denominator
+    teacher = (flat_ids, flat_logprobs, flat_mask)
+    if chunk_tokens:
+        settings = (ce_scale, kd_scale, temperature, beta, normalize_topk, chunk_tokens)
+        loss, sums = _FusedKD.apply(flat_hidden, weight, flat_targets, *teacher, settings)
+    else:
+        sums = _naive_sums(flat_hidden, weight, flat_targets, *teacher, temperature, beta,
+                           normalize_topk, ce_alpha > 0)  # fmt: skip
+        loss = ce_scale * sums[0] + kd_scale * sums[1]
     ce_sum, kd_sum = sums[0], sums[1]
-    loss = (kd_alpha * temperature**2 * kd_sum + ce_alpha * ce_sum) / denominator
     parts = {"kd_loss": (kd_sum / denominator).detach()}
     if ce_alpha > 0:
         parts["ce_loss"] = (ce_sum / denominator).detach()
