@@ -298,6 +298,10 @@ def prepare_datasets(
                     if ds.type in RL_FORMATTERS:
                         formatter = RL_FORMATTERS[ds.type]
                         part, stats = _format_one(ds, cfg, formatter, report, report_path)
+                    elif callable(getattr(strategies.get(ds.type), "format_row", None)):
+                        row_formatter = strategies[ds.type].format_row
+                        formatter = lambda row, ds, f=row_formatter: f(row, ds, cfg)  # noqa: E731
+                        part, stats = _format_one(ds, cfg, formatter, report, report_path)
                     elif ds.type in strategies:
                         strategy = strategies[ds.type]
                         part, stats = _tokenize_one(

@@ -3,7 +3,11 @@
 A strategy is any object with ``tokenize(row, tokenizer, ds, cfg) -> dict`` returning ``input_ids``
 and ``labels`` (``-100`` where no loss is computed). A strategy that returns more per-token fields
 (a value for each token, e.g. a teacher's top-k logprobs) declares them as ``token_features``, a
-dict of field name to ``datasets`` feature; they are truncated and packed with the tokens. A row that does not fit the type raises
+dict of field name to ``datasets`` feature; they are truncated and packed with the tokens.
+
+A plugin's type for preference or RL trainers (which tokenize for themselves) defines
+``format_row(row, ds, cfg) -> dict`` instead, returning the columns the TRL trainer reads
+(``prompt`` for GRPO; other columns reach the reward functions). A row that does not fit the type raises
 :class:`RowError` with the reason; the caller counts, skips and reports it. Plugins add strategies
 through ``ftcore_dataset_strategies``.
 """
