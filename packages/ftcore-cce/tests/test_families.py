@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from ftcore.errors import FtcoreError
 from ftcore.testing import build_tiny_model
+from ftcore.testing import loss_and_gradients as loss_and_grads
 from ftcore_cce.forward import SUPPORTED_MODEL_TYPES, install, uninstall
 
 KIT_FAMILIES = [f for f in SUPPORTED_MODEL_TYPES if f != "gemma3"]
@@ -51,14 +52,6 @@ def batch():
     labels[:, :6] = -100  # the prompt
     labels[1, 18:] = -100  # padding
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def loss_and_grads(model, inputs, **extra):
-    model.zero_grad()
-    output = model(**inputs, **extra)
-    output.loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return output, grads
 
 
 @pytest.mark.parametrize("family", SUPPORTED_MODEL_TYPES)

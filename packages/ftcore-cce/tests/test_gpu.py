@@ -6,14 +6,10 @@ import pytest
 import torch
 from test_families import MOE, batch, tiny_gemma3
 
-from ftcore.testing import build_tiny_model
+from ftcore.testing import build_tiny_model, loss_and_gradients, relative_error
 from ftcore_cce.forward import SUPPORTED_MODEL_TYPES, install
 
 pytestmark = pytest.mark.gpu
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
 
 
 def bf16_model(family: str):
@@ -28,20 +24,13 @@ def bf16_model(family: str):
     return model.to("cuda", torch.bfloat16).train()
 
 
-def run(model, inputs):
-    model.zero_grad()
-    output = model(**inputs)
-    output.loss.backward()
-    return output, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("family", SUPPORTED_MODEL_TYPES)
 def test_the_kernel_matches_the_transformers_loss_in_bf16(family):
     model = bf16_model(family)
     inputs = {k: v.cuda() for k, v in batch().items()}
-    plain, plain_grads = run(model, inputs)
+    plain, plain_grads = loss_and_gradients(model, inputs)
     install(model)
-    patched, grads = run(model, inputs)
+    patched, grads = loss_and_gradients(model, inputs)
     assert patched.logits is None
     torch.testing.assert_close(patched.loss.float(), plain.loss.float(), rtol=2e-2, atol=2e-2)
     for name, grad in plain_grads.items():

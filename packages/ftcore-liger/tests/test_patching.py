@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -20,21 +19,6 @@ from ftcore.testing import build_tiny_model, data, save_tiny_model
 from ftcore_liger.patching import KEY_TO_KWARGS, apply, plan
 
 ALL_ON = {key: True for key in KEY_TO_KWARGS if key != "liger_cross_entropy"}
-
-
-@pytest.fixture(autouse=True)
-def restore_transformers():
-    """Undo Liger's module-level patches (classes, rotary functions, cross entropy)."""
-    saved = {
-        name: dict(vars(module))
-        for name, module in list(sys.modules.items())
-        if name.startswith("transformers.models.") and name.count(".") == 3
-    }
-    cross_entropy = torch.nn.functional.cross_entropy
-    yield
-    for name, namespace in saved.items():
-        vars(sys.modules[name]).update(namespace)
-    torch.nn.functional.cross_entropy = cross_entropy
 
 
 def settings(**keys):

@@ -31,6 +31,7 @@ from ftcore.testing.models import (
     save_tiny_model,
     tiny_model_config,
 )
+from ftcore.testing.numerics import loss_and_gradients, relative_error
 from ftcore.testing.recorder import HookCall, HookRecorder
 from ftcore.testing.site import PluginSite
 from ftcore.testing.tokenizer import TINY_TOKENIZER_DIR, load_tiny_tokenizer
@@ -44,6 +45,8 @@ __all__ = [
     "PluginSite",
     "build_tiny_model",
     "load_tiny_tokenizer",
+    "loss_and_gradients",
+    "relative_error",
     "save_tiny_model",
     "tiny_model_config",
 ]
