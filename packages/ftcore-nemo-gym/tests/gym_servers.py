@@ -123,7 +123,11 @@ class HeadServer(_Server):
     """``GET /global_config_dict_yaml`` (YAML in a JSON string) and ``GET /server_instances``."""
 
     def __init__(
-        self, resources: dict[str, str], port: int = 0, agents: dict[str, str] | None = None
+        self,
+        resources: dict[str, str],
+        port: int = 0,
+        agents: dict[str, str] | None = None,
+        agent_urls: dict[str, str] | None = None,
     ):
         config: dict = {
             "config_paths": ["x.yaml"],
@@ -148,6 +152,9 @@ class HeadServer(_Server):
                     }
                 }
             }
+            if agent in (agent_urls or {}):
+                instances.append({"process_name": agent, "server_type": "responses_api_agents",
+                                  "name": agent, "url": agent_urls[agent], "pid": 1})  # fmt: skip
         text = json.dumps(yaml.safe_dump(config)).encode()
         listing = json.dumps(instances).encode()
 
@@ -164,6 +171,84 @@ class HeadServer(_Server):
                     _reply(self, 200, b"{}")
 
         super().__init__(Handler, port)
+
+
+class AgentServer(_Server):
+    """``POST /run`` of a simple agent: a tiny real model answers in ``turns`` turns; between turns a
+    tool answers ``tool_text``. Output items carry the token ids and sampling logprobs, as NeMo Gym's
+    vLLM model server gives them with ``return_token_id_information: true``; the reward is 1.0 when
+    the final message has a digit."""
+
+    def __init__(self, model, tokenizer, turns: int = 2, tool_text: str = " sunny"):
+        import torch
+
+        self.calls = 0
+        self.requests: list[dict] = []
+        self.faults: dict[str, int] = {}
+        self.broken_input = None
+        server = self
+        tool_ids = tokenizer(tool_text, add_special_tokens=False)["input_ids"]
+
+        def generate(
+            ids: list[int], count: int, temperature: float
+        ) -> tuple[list[int], list[float]]:
+            out, logprobs = [], []
+            generator = torch.Generator().manual_seed(len(ids) + server.calls)
+            with torch.no_grad():
+                for _ in range(count):
+                    logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1].float()
+                    probs = torch.softmax(logits / max(temperature, 1e-3), -1)
+                    token = int(torch.multinomial(probs, 1, generator=generator))
+                    out.append(token)
+                    logprobs.append(float(torch.log(probs[token])))
+            return out, logprobs
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                server.requests.append(body)
+                params = body["responses_create_params"]
+                if server.broken_input is None and server.faults.get("first prompt"):
+                    server.broken_input = params["input"]
+                if params["input"] == server.broken_input:  # every episode of that prompt fails
+                    _reply(self, 500, b"Internal Server Error", "text/plain")
+                    return
+                per_turn = max(1, int(params.get("max_output_tokens") or 4) // turns)
+                prompt = tokenizer.apply_chat_template(params["input"], add_generation_prompt=True, tokenize=True,
+                                                       return_dict=True)["input_ids"]  # fmt: skip
+                ids, items = list(prompt), []
+                for turn in range(turns):
+                    generated, logprobs = generate(
+                        ids, per_turn, float(params.get("temperature") or 1.0)
+                    )
+                    text = tokenizer.decode(generated)
+                    last = turn == turns - 1
+                    item = (
+                        {
+                            "type": "message",
+                            "role": "assistant",
+                            "content": [{"type": "output_text", "text": text}],
+                        }
+                        if last
+                        else {"type": "function_call", "name": "get_weather", "arguments": text}
+                    )
+                    items.append({**item, "id": f"item{turn}", "prompt_token_ids": ids,
+                                  "generation_token_ids": generated, "generation_log_probs": logprobs})  # fmt: skip
+                    if not last:
+                        items.append({"type": "function_call_output", "output": tool_text})
+                        ids = ids + generated + tool_ids
+                server.calls += 1
+                reward = 1.0 if any(c.isdigit() for c in text) else 0.0
+                _reply(
+                    self,
+                    200,
+                    json.dumps({**body, "response": {"output": items}, "reward": reward}).encode(),
+                )
+
+        super().__init__(Handler)
 
 
 def main() -> None:

@@ -40,7 +40,10 @@ class NemoGymArgs(BaseModel):
     )
     nemo_gym_verify_timeout: int = Field(30, gt=0, description="Seconds per /verify request.")
     nemo_gym_multi_turn: bool = Field(
-        False, description="Multi-turn rollouts through agent /run (not supported yet)."
+        False, description="Multi-turn rollouts through agent /run instead of scoring completions."
+    )
+    nemo_gym_run_timeout: int = Field(
+        300, gt=0, description="Seconds per agent /run request (a whole multi-turn episode)."
     )
     nemo_gym_max_concurrency: int = Field(
         64, gt=0, description="Requests in flight at once while scoring a batch."

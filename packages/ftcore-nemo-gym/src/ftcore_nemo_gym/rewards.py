@@ -1,9 +1,10 @@
 """Reward functions for TRL's GRPO trainer, backed by NeMo Gym.
 
-``reward_nemo_gym_verify`` scores each completion with ``/verify`` of the row's resources server.
-The plugin registers it through ``ftcore_reward_functions``; it can also be named in
-``trl.reward_funcs`` as ``ftcore_nemo_gym.rewards.reward_nemo_gym_verify`` (then it is not added
-twice).
+Single-turn, ``reward_nemo_gym_verify`` scores each completion with ``/verify`` of the row's
+resources server. Multi-turn, ``reward_env`` passes on the reward the agent's ``/run`` computed.
+The plugin registers the one the config needs through ``ftcore_reward_functions``; either can also
+be named in ``trl.reward_funcs`` (``ftcore_nemo_gym.rewards.reward_env``, say): then it is not
+added twice.
 """
 
 from __future__ import annotations
@@ -32,3 +33,10 @@ def reward_nemo_gym_verify(
             "nemo_gym_enabled: true"
         )
     return verifier.score(nemo_gym_row, nemo_gym_server, completions)
+
+
+def reward_env(
+    prompts: list[Any], completions: list[Any], env_reward: list[float], **kwargs: Any
+) -> list[float]:
+    """The reward the NeMo Gym agent's ``/run`` gave each multi-turn episode."""
+    return [float(reward) for reward in env_reward]

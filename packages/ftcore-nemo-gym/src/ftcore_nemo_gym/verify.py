@@ -131,9 +131,12 @@ class Verifier:
                     reason = "malformed answer"
             if attempt < self.retries:
                 await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+        self.count_failure(reason)
+        return self.failure_reward
+
+    def count_failure(self, reason: str) -> None:
         with self._lock:
             self.failures[reason] += 1
-        return self.failure_reward
 
     def take_failures(self) -> Counter:
         with self._lock:
