@@ -179,7 +179,9 @@ class AgentServer(_Server):
     vLLM model server gives them with ``return_token_id_information: true``; the reward is 1.0 when
     the final message has a digit."""
 
-    def __init__(self, model, tokenizer, turns: int = 2, tool_text: str = " sunny"):
+    def __init__(
+        self, model, tokenizer, turns: int = 2, tool_text: str = " sunny", delay: float = 0.0
+    ):
         import torch
 
         self.calls = 0
@@ -210,6 +212,7 @@ class AgentServer(_Server):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 server.requests.append(body)
+                time.sleep(delay)  # an episode's model calls and tools take time
                 params = body["responses_create_params"]
                 if server.broken_input is None and server.faults.get("first prompt"):
                     server.broken_input = params["input"]

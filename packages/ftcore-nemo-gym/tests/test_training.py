@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def free_port() -> int:
 
 
 def gym_config(tmp_path: Path, base_model: str, head_port: int, **keys) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = tmp_path / "math.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     return {
@@ -191,3 +193,67 @@ def test_multi_turn_grpo_trains_on_agent_episodes(tmp_path, base_model):
     lengths = [e["completions/mean_length"] for e in logs]
     assert lengths[1:] == [4.0, 4.0], lengths  # step 1's episodes failed: nothing to learn
     assert [e["nemo_gym/verify_failures"] for e in logs] == [4, 0, 0]
+
+
+STEP_CLOCK = """
+import os, time
+
+from transformers import TrainerCallback
+
+from ftcore import hookimpl
+
+class Clock(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(float(os.environ["SIMULATED_STEP_S"]))  # the optimizer work of a bigger model
+        with open(os.environ["STEP_TIMES"], "a") as handle:
+            handle.write(f"{time.perf_counter()}\\n")
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    return [Clock()]
+"""
+
+
+def test_async_prefetch_overlaps_episodes_with_training(
+    tmp_path, base_model, plugin_site, monkeypatch
+):
+    """Episodes of 0.6 s, a training step of 0.6 s: one after the other without prefetch, side by
+    side with it. A perfect overlap halves the step; the ratio measured is printed."""
+    from gym_servers import AgentServer
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.testing import load_tiny_tokenizer
+
+    plugin_site.add("unused", {}, {"testplugins.clock": STEP_CLOCK})
+    monkeypatch.setenv("SIMULATED_STEP_S", "0.6")
+    policy = AutoModelForCausalLM.from_pretrained(base_model)
+    periods = {}
+    with ResourcesServer() as math, AgentServer(policy, load_tiny_tokenizer(), delay=0.6) as agent:
+        head = HeadServer(
+            {"math": math.url}, agents={"math_agent": "math"}, agent_urls={"math_agent": agent.url}
+        )
+        with head:
+            for prefetch in (False, True):
+                times = tmp_path / f"times-{prefetch}.txt"
+                monkeypatch.setenv("STEP_TIMES", str(times))
+                cfg = gym_config(tmp_path / str(prefetch), base_model, head.port, nemo_gym_multi_turn=True,
+                                 nemo_gym_datasets=[], nemo_gym_async_prefetch=prefetch, sequence_len=96,
+                                 max_steps=6, plugins=["nemo-gym", "testplugins.clock"],
+                                 trl={"num_generations": 4, "max_completion_length": 4})  # fmt: skip
+                Path(cfg["datasets"][0]["path"]).write_text(
+                    "".join(
+                        json.dumps(r | {"agent_ref": {"name": "math_agent"}}) + "\n" for r in rows()
+                    )
+                )
+                calls_before = agent.calls
+                train(load_config(cfg))
+                # every step once; with prefetch also the batch after the last step (started, unused)
+                assert agent.calls - calls_before == 6 * 4 + 4 * prefetch
+                stamps = [float(x) for x in times.read_text().split()]
+                gaps = sorted(b - a for a, b in pairwise(stamps))
+                periods[prefetch] = gaps[len(gaps) // 2]
+    ratio = periods[True] / periods[False]
+    print(
+        f"async prefetch: step {periods[False]:.2f} s -> {periods[True]:.2f} s (ratio {ratio:.2f})"
+    )
+    assert ratio < 0.8, periods

@@ -42,6 +42,11 @@ class NemoGymArgs(BaseModel):
     nemo_gym_multi_turn: bool = Field(
         False, description="Multi-turn rollouts through agent /run instead of scoring completions."
     )
+    nemo_gym_async_prefetch: bool = Field(
+        False,
+        description="Multi-turn: run the next batch's episodes while the current batch trains "
+        "(Axolotl's trl.async_prefetch).",
+    )
     nemo_gym_run_timeout: int = Field(
         300, gt=0, description="Seconds per agent /run request (a whole multi-turn episode)."
     )

@@ -14,6 +14,11 @@ is turn ``k``'s prompt, its generation, then the tool or environment tokens. One
 
 A call that fails after its retries becomes a one-token rollout with ``nemo_gym_failure_reward``
 and ``env_mask`` 0 (nothing to learn from), counted like a failed ``/verify``.
+
+With ``nemo_gym_async_prefetch``, the training dataloader looks one generation batch ahead: when
+batch ``k`` goes to the trainer, the episodes of batch ``k + 1`` start in a background thread, so
+they run while batch ``k`` trains (their episodes then come from the policy as the agents' model
+server had it one step earlier).
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class AgentRollouts:
         self.fallback_token = fallback_token
         self.run_timeout = run_timeout
         self.calls = 0
+        self.prefetched: dict[tuple[str, ...], Any] = {}  # prompts of a batch -> Future of episodes
+        self._pool: Any = None
 
     @staticmethod
     def key(prompt: Any) -> str:
@@ -91,7 +98,7 @@ class AgentRollouts:
             name = agents[0]
         return f"{self.verifier.servers.url(name)}/run"
 
-    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+    def jobs(self, prompts: list[Any]) -> list[tuple[str, dict]]:
         jobs = []
         for prompt in prompts:
             row = json.loads(self.rows_by_prompt[self.key(prompt)])
@@ -100,8 +107,29 @@ class AgentRollouts:
                 if value is not None:
                     params.setdefault(name, value)
             jobs.append((self.agent_url(row), {**row, "responses_create_params": params}))
-        episodes = _run(self._run_all(jobs))
+        return jobs
+
+    def prefetch(self, prompts: list[Any]) -> None:
+        """Start the episodes of ``prompts`` in the background (the next batch's)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nemo-gym-prefetch")
+        jobs = self.jobs(prompts)
+        key = tuple(self.key(prompt) for prompt in prompts)
+        self.prefetched[key] = self._pool.submit(lambda: _run(self._run_all(jobs)))
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+        future = self.prefetched.pop(tuple(self.key(prompt) for prompt in prompts), None)
+        episodes = (
+            future.result() if future is not None else _run(self._run_all(self.jobs(prompts)))
+        )
         return {key: [episode[key] for episode in episodes] for key in episodes[0]}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     async def _run_all(self, jobs: list[tuple[str, dict]]) -> list[dict[str, Any]]:
         import httpx
@@ -139,3 +167,27 @@ class AgentRollouts:
         self.verifier.count_failure(f"/run {reason}")
         return {"prompt_ids": [self.fallback_token], "completion_ids": [self.fallback_token],
                 "logprobs": [0.0], "env_mask": [0], "env_reward": self.verifier.failure_reward}  # fmt: skip
+
+
+class Lookahead:
+    """A dataloader that hands each batch to ``ahead`` one batch before the trainer gets it."""
+
+    def __init__(self, loader: Any, ahead: Any):
+        self.loader = loader
+        self.ahead = ahead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        iterator = iter(self.loader)
+        current = next(iterator, None)
+        while current is not None:
+            upcoming = next(iterator, None)
+            if upcoming is not None:
+                self.ahead(upcoming)  # runs while ``current`` trains
+            yield current
+            current = upcoming
