@@ -193,6 +193,9 @@ def test_multi_turn_grpo_trains_on_agent_episodes(tmp_path, base_model):
     lengths = [e["completions/mean_length"] for e in logs]
     assert lengths[1:] == [4.0, 4.0], lengths  # step 1's episodes failed: nothing to learn
     assert [e["nemo_gym/verify_failures"] for e in logs] == [4, 0, 0]
+    # the agents' sampling logprobs correct the loss: TRL's importance-sampling ratio is logged
+    ratios = [e["sampling/importance_sampling_ratio/mean"] for e in logs[1:]]
+    assert all(0.5 < r < 2.0 for r in ratios), ratios
 
 
 STEP_CLOCK = """

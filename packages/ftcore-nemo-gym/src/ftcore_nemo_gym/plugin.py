@@ -112,6 +112,7 @@ class NemoGymPlugin:
                 tokenizer.eos_token_id or 0, cfg.nemo_gym_run_timeout,
             )  # fmt: skip
             trainer.rollout_func = self.rollouts
+            correct_with_sampling_logprobs(trainer)
             if cfg.nemo_gym_async_prefetch:
                 self._look_ahead(trainer)
 
@@ -144,3 +145,34 @@ class NemoGymPlugin:
             self.rollouts.close()
         if self.servers is not None:
             self.servers.stop()
+
+
+class AgentModelServer:
+    """Stands where TRL expects its vLLM backend; the agents' model server is not updated from here."""
+
+    warned = False
+
+    def sync_weights(self) -> None:
+        if not AgentModelServer.warned:
+            AgentModelServer.warned = True
+            import logging
+
+            logging.getLogger("ftcore").warning(
+                "ftcore: the NeMo Gym agents' model server keeps its own weights; ftcore does not "
+                "push the trained weights to it (importance sampling corrects for the difference)"
+            )
+
+
+def correct_with_sampling_logprobs(trainer: Any) -> None:
+    """Turn on TRL's importance-sampling correction for the agents' episodes.
+
+    TRL 1.16 corrects the loss with ``exp(training logprob - sampling logprob)`` (truncated) only on
+    its vLLM path, reading the logprobs a ``rollout_func`` returns; the episodes carry the agents'
+    sampling logprobs (0 on environment tokens, which the environment mask excludes), so the
+    trainer is put on that path with a backend that generates nothing.
+    """
+    if not trainer.args.vllm_importance_sampling_correction:
+        return
+    trainer.use_vllm = True
+    trainer.vllm_generation = AgentModelServer()
+    trainer._last_loaded_step = trainer.state.global_step
