@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
 
+DOOMED: list = []  # a server a test's plugin shuts down mid-run
+
 CREATE_PARAMS = {"input", "instructions", "max_output_tokens", "metadata", "temperature", "top_p",
                  "tools", "tool_choice", "reasoning", "parallel_tool_calls", "model"}  # fmt: skip
 
@@ -271,3 +273,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def stop_after_step(server: _Server, step: int):
+    """A trainer callback that shuts ``server`` down once ``step`` has trained (it dies mid-run)."""
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                server.stop()
+
+    return Stop()

@@ -79,6 +79,35 @@ def test_a_server_that_dies_mid_run_is_counted_not_hidden(tmp_path, base_model, 
     assert "4 NeMo Gym /verify calls failed since the last log (4 HTTP 500)" in caplog.text
 
 
+KILLER = """
+import gym_servers
+
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    return [gym_servers.stop_after_step(gym_servers.DOOMED[0], 2)]
+"""
+
+
+def test_a_server_that_goes_away_mid_run_is_counted_and_training_finishes(
+    tmp_path, base_model, plugin_site, caplog
+):
+    import gym_servers
+
+    plugin_site.add("unused", {}, {"testplugins.killer": KILLER})
+    math = ResourcesServer().__enter__()
+    gym_servers.DOOMED[:] = [math]
+    with HeadServer({"math": math.url}) as head:
+        cfg = gym_config(tmp_path, base_model, head.port, max_steps=4,
+                         plugins=["nemo-gym", "testplugins.killer"])  # fmt: skip
+        train(load_config(cfg))
+    logs = log_history(cfg["output_dir"])
+    assert [e["nemo_gym/verify_failures"] for e in logs] == [0, 0, 4, 4]
+    assert "(4 ConnectError)" in caplog.text
+    assert (Path(cfg["output_dir"]) / "model.safetensors").is_file()
+
+
 def test_config_rules(tmp_path, base_model):
     cfg = gym_config(tmp_path, base_model, 1)
     cfg.pop("rl")
