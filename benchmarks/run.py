@@ -34,6 +34,26 @@ SCENARIOS = {
         },
         "train": {"sequence_len": 4096, "micro_batch_size": 4},
     },
+    "moe-qwen3": {
+        "model": {
+            "model_type": "qwen3_moe", "hidden_size": 2048, "num_hidden_layers": 4,
+            "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128,
+            "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768,
+            "intermediate_size": 6144, "vocab_size": 151936, "max_position_embeddings": 8192,
+            "decoder_sparse_step": 1, "mlp_only_layers": [],
+        },
+        "train": {"sequence_len": 4096, "micro_batch_size": 2},
+    },
+    "tiny-moe": {  # a smoke test of the MoE variants, on any machine
+        "model": {
+            "model_type": "qwen3_moe", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_experts": 8,
+            "num_experts_per_tok": 2, "moe_intermediate_size": 32, "intermediate_size": 128,
+            "vocab_size": 130000, "max_position_embeddings": 512, "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+        },
+        "train": {"sequence_len": 64, "micro_batch_size": 2},
+    },
     "tiny": {  # a smoke test of the runner, on any machine
         "model": {
             "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -58,6 +78,11 @@ VARIANTS = {
     "liger": {"plugins": ["liger"], **LIGER_KERNELS, "liger_fused_linear_cross_entropy": True},
     "liger+cce": {"plugins": ["liger", "cce"], **LIGER_KERNELS},
     # KD on a teacher's top-64 per token (random, from random_tokens); workers prefetch the batches
+    # MoE experts implementations (scenario moe-qwen3)
+    "grouped_mm": {"plugins": ["moe-kernels"], "experts_implementation": "grouped_mm"},
+    "eager": {"plugins": ["moe-kernels"], "experts_implementation": "eager"},
+    "scattermoe": {"plugins": ["moe-kernels"], "use_scattermoe": True},
+    "sonicmoe": {"plugins": ["moe-kernels"], "use_sonicmoe": True},
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "diffusion": {
@@ -68,11 +93,12 @@ VARIANTS = {
 
 
 def make_model(folder: Path, shape: dict) -> str:
-    from transformers import LlamaConfig
+    from transformers import AutoConfig
 
     from ftcore.testing import load_tiny_tokenizer
 
-    LlamaConfig(**shape).save_pretrained(str(folder))
+    shape = dict(shape)
+    AutoConfig.for_model(shape.pop("model_type", "llama"), **shape).save_pretrained(str(folder))
     load_tiny_tokenizer().save_pretrained(str(folder))  # data comes pre-tokenized; unused
     return str(folder)
 

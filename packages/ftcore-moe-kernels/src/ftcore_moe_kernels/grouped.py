@@ -1,0 +1,98 @@
+"""Grouped linear layers over tokens sorted by expert (the ScatterMoE scheme).
+
+Rows are in expert order: expert ``e`` owns rows ``offsets[e]:offsets[e + 1]``. Row ``r`` of the
+output is ``x[src(r)] @ weight[e(r)].T``, where ``src`` gathers the input rows (a token's hidden
+state is read straight from its place, never copied out per expert) or is the identity. The
+backward pass gives ``dx`` (scattered back to the source rows) and ``dweight`` per expert.
+
+Two backends compute the same thing: Triton kernels (:mod:`ftcore_moe_kernels.kernels`) on GPUs,
+and a pure-torch reference (one matmul per expert segment) elsewhere, which is also the tests' oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def reference_forward(x: torch.Tensor, weight: torch.Tensor, offsets: list[int],
+                      gather: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    rows = x if gather is None else x[gather]
+    out = rows.new_empty(rows.shape[0], weight.shape[1])
+    for expert in range(weight.shape[0]):
+        start, end = offsets[expert], offsets[expert + 1]
+        if end > start:
+            out[start:end] = rows[start:end] @ weight[expert].T
+    return out
+
+
+def reference_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: list[int],
+                          gather: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:  # fmt: skip
+    rows = x if gather is None else x[gather]
+    dweight = grad.new_zeros(shape, dtype=torch.float32)
+    for expert in range(shape[0]):
+        start, end = offsets[expert], offsets[expert + 1]
+        if end > start:
+            dweight[expert] = grad[start:end].float().T @ rows[start:end].float()
+    return dweight
+
+
+#: ``auto``: Triton on CUDA tensors, the reference elsewhere; ``triton`` or ``reference`` force one
+#: (tests run the Triton kernels on the CPU through Triton's interpreter, ``TRITON_INTERPRET=1``).
+BACKEND = "auto"
+
+
+def use_triton(x: torch.Tensor) -> bool:
+    return BACKEND == "triton" or (BACKEND == "auto" and x.is_cuda)
+
+
+class GroupedLinear(torch.autograd.Function):
+    """``y[r] = x[src(r)] @ weight[e(r)].T`` over expert-sorted rows, with its backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
+                gather: torch.Tensor | None, sorted_rows: int) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(x, weight, offsets, gather)
+        ctx.sorted_rows = sorted_rows
+        if use_triton(x):
+            from ftcore_moe_kernels.kernels import grouped_mm
+
+            return grouped_mm(x, weight, offsets, gather, sorted_rows)
+        return reference_forward(x, weight, offsets.tolist(), gather)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        x, weight, offsets, gather = ctx.saved_tensors
+        grad = grad.contiguous()
+        dx = dweight = None
+        triton = use_triton(x)
+        if ctx.needs_input_grad[0]:
+            # d rows = grad @ weight[e]: the same grouped product with the weight transposed
+            transposed = weight.transpose(1, 2)
+            if triton:
+                from ftcore_moe_kernels.kernels import grouped_mm
+
+                drows = grouped_mm(grad, transposed, offsets, None, ctx.sorted_rows)
+            else:
+                drows = reference_forward(grad, transposed, offsets.tolist(), None)
+            if gather is None:
+                dx = drows
+            else:  # scatter back: a token chosen by k experts gathers k contributions
+                dx = torch.zeros_like(x).index_add_(0, gather, drows.to(x.dtype))
+        if ctx.needs_input_grad[1]:
+            if triton:
+                from ftcore_moe_kernels.kernels import grouped_weight_grad
+
+                dweight = grouped_weight_grad(x, grad, offsets, gather, weight.shape)
+            else:
+                dweight = reference_weight_grad(x, grad, offsets.tolist(), gather, weight.shape)
+            dweight = dweight.to(weight.dtype)
+        return dx, dweight, None, None, None
+
+
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
+                   gather: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """See :class:`GroupedLinear`; ``offsets`` has ``E + 1`` entries, the last the row count."""
+    rows = int(offsets[-1]) if gather is None else gather.numel()
+    return GroupedLinear.apply(x, weight, offsets, gather, rows)

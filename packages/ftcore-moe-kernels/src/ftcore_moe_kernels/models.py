@@ -1,0 +1,40 @@
+"""Which models the experts kernels reach, and switching a built model to one of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore.errors import FtcoreError
+
+#: Families whose MoE blocks are tested equal to transformers' (outputs and gradients).
+TESTED_MODEL_TYPES = (
+    "deepseek_v2", "deepseek_v3", "ernie4_5_moe", "glm4_moe", "granitemoe", "hunyuan_v1_moe",
+    "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "qwen3_next",
+)  # fmt: skip
+
+
+def experts_modules(model: Any) -> list[Any]:
+    """The experts modules transformers dispatches through its ExpertsInterface."""
+    return [m for m in model.modules() if hasattr(m, "is_concatenated") and hasattr(m, "has_gate")]
+
+
+def apply_experts_implementation(model: Any, name: str) -> int:
+    """Switch ``model`` to experts implementation ``name``; returns how many blocks use it."""
+    from ftcore_moe_kernels.experts import NAME, unsupported_reason
+
+    model_type = getattr(model.config, "model_type", "?")
+    modules = experts_modules(model)
+    if not modules:
+        raise FtcoreError(
+            f"{type(model).__name__} (model_type {model_type}) has no experts that transformers "
+            "dispatches through its ExpertsInterface; remove the moe-kernels keys for this model"
+        )
+    if name == NAME:
+        reasons = sorted({r for r in map(unsupported_reason, modules) if r})
+        if reasons:
+            raise FtcoreError(
+                f"scattermoe does not support the experts of {model_type}: {'; '.join(reasons)} "
+                "(it needs concatenated gate/up projections without bias)"
+            )
+    model.set_experts_implementation(name)
+    return len(modules)

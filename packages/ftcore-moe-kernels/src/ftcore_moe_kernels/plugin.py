@@ -1,0 +1,93 @@
+"""Hook implementations of ftcore-moe-kernels (torch and triton are imported only inside hooks)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ftcore import hookimpl
+from ftcore.claims import Claim, ModelPart
+
+log = logging.getLogger("ftcore")
+
+CUSTOM = ("scattermoe", "sonicmoe")
+
+
+def chosen_implementation(cfg: Any) -> str | None:
+    """The experts implementation the config asks for (``None``: the model's default)."""
+    if cfg.use_scattermoe:
+        return "scattermoe"
+    if cfg.use_sonicmoe:
+        return "sonicmoe"
+    return cfg.experts_implementation
+
+
+class MoEKernelsPlugin:
+    """Expert kernels dispatched through transformers' ExpertsInterface."""
+
+    @hookimpl
+    def ftcore_config_schema(self):
+        """Add ``use_scattermoe``, ``use_sonicmoe``, ``experts_implementation`` (and ``use_kernels``)."""
+        from ftcore_moe_kernels.config import MoEKernelsArgs
+
+        return MoEKernelsArgs
+
+    @hookimpl
+    def ftcore_validate_config(self, cfg):
+        """One kernel at a time, and no other experts implementation beside it."""
+        problems = []
+        if cfg.use_scattermoe and cfg.use_sonicmoe:
+            problems.append(("use_sonicmoe", "use_scattermoe and use_sonicmoe exclude each other"))
+        kernel = "scattermoe" if cfg.use_scattermoe else "sonicmoe" if cfg.use_sonicmoe else None
+        if kernel and cfg.experts_implementation not in (None, kernel):
+            problems.append(
+                ("experts_implementation", f"{cfg.experts_implementation} conflicts with "
+                 f"use_{kernel}; remove experts_implementation")
+            )  # fmt: skip
+        return problems
+
+    @hookimpl
+    def ftcore_model_claims(self, cfg):
+        """A custom kernel replaces the MoE experts."""
+        if chosen_implementation(cfg) in CUSTOM:
+            key = (
+                "use_scattermoe"
+                if cfg.use_scattermoe
+                else "use_sonicmoe"
+                if cfg.use_sonicmoe
+                else None
+            )
+            return [Claim(ModelPart.MOE_EXPERTS, key=key)]
+        return None
+
+    @hookimpl
+    def ftcore_configure(self, cfg):
+        """``use_kernels`` changes nothing in ftcore: say so instead of ignoring it."""
+        if cfg.use_kernels is not None:
+            log.warning(
+                "ftcore: use_kernels has no effect; the experts kernel comes from use_scattermoe, "
+                "use_sonicmoe or experts_implementation"
+            )
+
+    @hookimpl
+    def ftcore_pre_model_load(self, cfg):
+        """Register ``scattermoe``; check that SonicMoE can run here before loading weights."""
+        name = chosen_implementation(cfg)
+        if name == "scattermoe":
+            from ftcore_moe_kernels.experts import register
+
+            register()
+        elif name == "sonicmoe":
+            from ftcore_moe_kernels.sonic import check_sonicmoe
+
+            check_sonicmoe()
+
+    @hookimpl
+    def ftcore_post_model_build(self, cfg, model):
+        """Dispatch the model's experts to the chosen implementation (an error if it has none)."""
+        name = chosen_implementation(cfg)
+        if name is None:
+            return
+        from ftcore_moe_kernels.models import apply_experts_implementation
+
+        apply_experts_implementation(model, name)

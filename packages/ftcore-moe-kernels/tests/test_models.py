@@ -1,0 +1,140 @@
+"""Every tested family's model gives transformers' loss and gradients with ``scattermoe``;
+``ftcore train`` uses it through the plugin; wrong configs are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from ftcore.config import load_config
+from ftcore.errors import ConfigError, FtcoreError
+from ftcore.pipeline import train
+from ftcore.testing import data, loss_and_gradients, save_tiny_model
+from ftcore_moe_kernels import grouped
+from ftcore_moe_kernels.experts import register
+from ftcore_moe_kernels.models import TESTED_MODEL_TYPES, apply_experts_implementation
+
+COMMON = dict(
+    hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
+    num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=128, num_experts=4,
+    n_routed_experts=4, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=256,
+    first_k_dense_replace=0, n_group=1, topk_group=1, kv_lora_rank=16, q_lora_rank=16,
+    qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, decoder_sparse_step=1, mlp_only_layers=[],
+    bos_token_id=1, eos_token_id=2, pad_token_id=0,
+)  # fmt: skip
+PER_FAMILY = {
+    "qwen3_next": {"layer_types": ["full_attention", "full_attention"]},
+    "deepseek_v3": {"head_dim": 8},
+    "phimoe": {"router_jitter_noise": 0.0, "input_jitter_noise": 0.0},
+}
+
+
+def tiny(model_type: str, **overrides):
+    config = AutoConfig.for_model(
+        model_type, **{**COMMON, **PER_FAMILY.get(model_type, {}), **overrides}
+    )
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).train()
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    register()
+
+
+@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
+def test_loss_and_gradients_equal_transformers(model_type):
+    model = tiny(model_type)
+    ids = torch.randint(3, 100, (2, 12))
+    inputs = {"input_ids": ids, "labels": ids}
+    plain, plain_grads = loss_and_gradients(model, inputs)
+    assert apply_experts_implementation(model, "scattermoe") >= 1
+    patched, grads = loss_and_gradients(model, inputs)
+    torch.testing.assert_close(patched.loss, plain.loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_triton_kernels_run_a_whole_model(monkeypatch):
+    monkeypatch.setattr(grouped, "BACKEND", "triton")  # the interpreter on the CPU
+    model = tiny("qwen3_moe", num_hidden_layers=1)
+    ids = torch.randint(3, 100, (1, 10))
+    plain, plain_grads = loss_and_gradients(model, {"input_ids": ids, "labels": ids})
+    apply_experts_implementation(model, "scattermoe")
+    patched, grads = loss_and_gradients(model, {"input_ids": ids, "labels": ids})
+    torch.testing.assert_close(patched.loss, plain.loss, rtol=1e-4, atol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_a_model_without_dispatched_experts_is_an_error():
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(
+        "llama", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, vocab_size=128))  # fmt: skip
+    with pytest.raises(FtcoreError, match=r"model_type llama\) has no experts"):
+        apply_experts_implementation(model, "scattermoe")
+
+
+def test_an_unsupported_expert_layout_is_an_error():
+    model = tiny(
+        "gpt_oss",
+        head_dim=16,
+        sliding_window=64,
+        layer_types=["full_attention"],
+        num_hidden_layers=1,
+    )
+    with pytest.raises(FtcoreError, match="scattermoe does not support the experts of gpt_oss"):
+        apply_experts_implementation(model, "scattermoe")
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    return save_tiny_model(str(tmp_path_factory.mktemp("model") / "tiny"), "qwen3_moe", seed=0)
+
+
+def run_config(tmp_path: Path, base_model: str, **keys) -> dict:
+    return {
+        "base_model": base_model, "plugins": ["moe-kernels"],
+        "datasets": [{"path": data.write_jsonl(tmp_path / "d.jsonl", data.addition_rows(1))}],
+        "sequence_len": 16, "micro_batch_size": 4, "max_steps": 3, "learning_rate": 1e-2,
+        "bf16": False, "dataset_prepared_path": str(tmp_path / "prepared"),
+        "output_dir": str(tmp_path / "out"), **keys,
+    }  # fmt: skip
+
+
+def test_training_with_scattermoe_ends_with_the_same_weights(tmp_path, base_model):
+    weights = {}
+    for name, keys in {"eager": {}, "scattermoe": {"use_scattermoe": True}}.items():
+        cfg = run_config(tmp_path / name, base_model, **keys)
+        train(load_config(cfg))
+        weights[name] = load_file(str(Path(cfg["output_dir"]) / "model.safetensors"))
+    for key, value in weights["eager"].items():
+        torch.testing.assert_close(weights["scattermoe"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_config_rules(tmp_path, base_model):
+    with pytest.raises(ConfigError, match="use_scattermoe and use_sonicmoe exclude each other"):
+        load_config(run_config(tmp_path, base_model, use_scattermoe=True, use_sonicmoe=True))
+    with pytest.raises(ConfigError, match="grouped_mm conflicts with use_scattermoe"):
+        load_config(
+            run_config(
+                tmp_path, base_model, use_scattermoe=True, experts_implementation="grouped_mm"
+            )
+        )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+def test_sonicmoe_without_a_gpu_says_so(tmp_path, base_model):
+    with pytest.raises(FtcoreError, match="use_sonicmoe needs a CUDA GPU"):
+        train(load_config(run_config(tmp_path, base_model, use_sonicmoe=True)))
+
+
+def test_the_readme_lists_exactly_the_tested_models():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("<!-- supported-models")[1].split("-->", 1)[1].split("<!--")[0]
+    assert block.strip() == ", ".join(TESTED_MODEL_TYPES)
