@@ -137,3 +137,12 @@ def test_an_unsupported_model_gets_the_supported_list():
     model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(FtcoreError, match=r"GPT2LMHeadModel \(model_type gpt2\).*llama, mistral"):
         install(model)
+
+
+def test_a_model_that_rescales_its_logits_is_refused():
+    config = AutoConfig.for_model("cohere", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=2, vocab_size=128,
+                                  logit_scale=0.5)  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(FtcoreError, match=r"rescales its logits \(logit_scale=0.5\)"):
+        install(model)

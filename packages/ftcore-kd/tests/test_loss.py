@@ -103,3 +103,34 @@ def test_no_logits_tensor_is_kept_for_backward():
         kd_loss(hidden, weight, labels, ids, logprobs, torch.ones(1, tokens, dtype=torch.bool),
                 kd_alpha=0.9, ce_alpha=0.1, chunk_tokens=512)  # fmt: skip
     assert saved and max(saved) < tokens * vocab / 8
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_soft_capped_logits_match_the_autograd_reference(beta):
+    hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs(seed=3)
+    with torch.no_grad():
+        weight.mul_(4)  # logits large enough for the cap to bite
+    settings = dict(kd_alpha=0.6, ce_alpha=0.4, temperature=1.5, beta=beta, softcap=5.0)
+    fused, _ = kd_loss(
+        hidden, weight, labels, t_ids, t_logprobs, t_mask, chunk_tokens=9, **settings
+    )
+    naive, _ = kd_loss(
+        hidden, weight, labels, t_ids, t_logprobs, t_mask, chunk_tokens=0, **settings
+    )
+    uncapped, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, chunk_tokens=0,
+                          **{**settings, "softcap": None})  # fmt: skip
+    assert abs(naive.item() - uncapped.item()) > 1e-2
+    torch.testing.assert_close(fused, naive, rtol=1e-5, atol=1e-6)
+    for got, want in zip(torch.autograd.grad(fused, (hidden, weight)),
+                         torch.autograd.grad(naive, (hidden, weight))):  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_evaluation_computes_the_loss_without_gradient_buffers():
+    hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs()
+    with torch.no_grad():
+        evaluated, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, kd_alpha=0.9,
+                               ce_alpha=0.1, chunk_tokens=7)  # fmt: skip
+    trained, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, kd_alpha=0.9,
+                         ce_alpha=0.1, chunk_tokens=7)  # fmt: skip
+    torch.testing.assert_close(evaluated, trained.detach())

@@ -226,3 +226,12 @@ def test_a_dead_server_is_one_clear_error(tmp_path, models, kd_data):
     ):
         train(load_config(cfg))
     assert not (Path(cfg["output_dir"]) / "model.safetensors").exists()
+
+
+def test_a_refused_request_is_not_retried_and_says_why(models):
+    local = LocalTeacher(models["teacher"], TOP_K, 1.0, "cpu", torch.float32)
+    with TeacherServer(local.model) as server:
+        remote = ServerTeacher(server.url, "nope", TOP_K, 1.0, timeout=30, retries=3)
+        with pytest.raises(FtcoreError, match=r"refused the request: HTTP 404: .*no model nope"):
+            remote.topk(packed_batch())
+        assert len(server.requests) == 1

@@ -132,3 +132,15 @@ def test_a_rejected_request_is_not_retried():
         )
         assert verifier.score([bad], ["math"], ["7"]) == [-1.0]
         assert dict(verifier.take_failures()) == {"rejected (422)": 1} and math.calls == 1
+
+
+def test_lookahead_hands_each_new_batch_over_once_and_early():
+    from ftcore_nemo_gym.rollouts import Lookahead
+
+    handed, seen = [], []
+    loader = Lookahead(["a", "a", "b", "b", "c"], handed.append)
+    for batch in loader:
+        seen.append((batch, list(handed)))
+    assert handed == ["b", "c"]  # TRL's repeats of a generation batch are not fetched again
+    assert seen[1] == ("a", ["b"]) and seen[3] == ("b", ["b", "c"])  # one batch ahead
+    assert len(loader) == 5

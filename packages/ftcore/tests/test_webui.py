@@ -109,3 +109,22 @@ def test_without_gradio_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed
     with pytest.raises(FtcoreError, match=r"pip install 'ftcore\[gradio\]'"):
         require_gradio()
+
+
+def test_port_zero_serves_on_a_free_port_and_a_taken_port_is_a_clear_error():
+    import socket
+
+    from ftcore.webui import build_ui, serve
+
+    app = build_ui(lambda text: text.upper(), "echo")
+    url = serve(app, "127.0.0.1", 0, block=False)
+    try:
+        assert not url.endswith(":0/")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            other = build_ui(lambda text: text, "other")
+            with pytest.raises(FtcoreError, match=r"cannot serve on 127.0.0.1:\d+"):
+                serve(other, "127.0.0.1", taken.getsockname()[1], block=False)
+    finally:
+        app.close()

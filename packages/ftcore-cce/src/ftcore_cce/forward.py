@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ftcore.errors import FtcoreError
-from ftcore.modeling import lm_head_weight
+from ftcore.modeling import lm_head_weight, logit_scaling
 from ftcore_cce.loss import causal_lm_loss
 
 #: Families whose training loss is tested equal to the transformers loss.
@@ -43,9 +43,16 @@ def _follows_standard_shape(model: Any) -> bool:
 
 def unsupported_reason(model: Any) -> str | None:
     """Why ``model`` cannot train with Cut Cross Entropy, or ``None`` when it can."""
+    model_type = getattr(model.config, "model_type", "?")
+    scaling = logit_scaling(model.config)
+    if scaling:
+        return (
+            f"cut_cross_entropy does not support {model_type}: the model rescales its logits "
+            f"({scaling}), which the kernel would skip. Remove the cce plugin (or set "
+            "cut_cross_entropy: false)"
+        )
     if _follows_standard_shape(model):
         return None
-    model_type = getattr(model.config, "model_type", "?")
     return (
         f"cut_cross_entropy does not support {type(model).__name__} (model_type {model_type}); "
         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)} and any *ForCausalLM with a `model` and a "

@@ -51,7 +51,7 @@ def _kernel_loss_sum(
     from cut_cross_entropy import linear_cross_entropy
 
     if hidden.dtype != weight.dtype:  # mixed precision: autocast leaves the weight in float32
-        hidden, weight = hidden.to(torch.bfloat16), weight.to(torch.bfloat16)
+        weight = weight.to(hidden.dtype)
     return linear_cross_entropy(
         hidden, weight, targets, ignore_index=IGNORE_INDEX, softcap=softcap, reduction="sum"
     ).float()

@@ -94,6 +94,10 @@ class KDChatTemplate(ChatTemplate):
             "kd_mask": datasets.Sequence(datasets.Value("int8")),
         }
 
+    def fingerprint(self, cfg: Any) -> str:
+        """The keys besides the dataset's that shape the rows (part of the cache key)."""
+        return f"top_k={cfg.kd_top_k}|temperature={cfg.kd_temperature}"
+
     def tokenize(self, row, tokenizer, ds, cfg):
         out = super().tokenize(row, tokenizer, ds, cfg)
         ids, logprobs, present = teacher_rows(

@@ -71,9 +71,12 @@ def _naive_sums(
     beta: float,
     normalize_topk: bool,
     with_ce: bool,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """``[sum of CE, sum of KD]`` by autograd on the full logits (the ``chunk_tokens: 0`` reference)."""
     logits = (hidden.to(weight.dtype) @ weight.T).float()
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
     ce = (
         F.cross_entropy(logits, ce_targets, ignore_index=IGNORE_INDEX, reduction="sum")
         if with_ce
@@ -93,16 +96,20 @@ class _FusedKD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, teacher_ids, teacher_logprobs, kd_mask, settings):
-        ce_scale, kd_scale, temperature, beta, normalize_topk, chunk = settings
-        grad_hidden = torch.zeros_like(hidden) if hidden.requires_grad else None
+        ce_scale, kd_scale, temperature, beta, normalize_topk, chunk, softcap, with_grad = settings
+        grad_hidden = torch.zeros_like(hidden) if with_grad and hidden.requires_grad else None
         grad_weight = (
-            torch.zeros_like(weight, dtype=torch.float32) if weight.requires_grad else None
+            torch.zeros_like(weight, dtype=torch.float32)
+            if with_grad and weight.requires_grad
+            else None
         )
         sums = torch.zeros(2, device=hidden.device, dtype=torch.float32)
         for start in range(0, targets.numel(), chunk):
             piece = slice(start, start + chunk)
             h = hidden[piece].to(weight.dtype)
             logits = (h @ weight.T).float()
+            if softcap is not None:  # as the model does (gemma2): the loss sees capped logits
+                logits = torch.tanh(logits.div_(softcap)).mul_(softcap)
             grad_logits = torch.zeros_like(logits)
             if ce_scale:
                 log_z = torch.logsumexp(logits, -1, keepdim=True)
@@ -131,6 +138,10 @@ class _FusedKD(torch.autograd.Function):
             spread = torch.zeros_like(probs).scatter_add_(-1, ids, grad_topk)
             spread -= grad_topk.sum(-1, keepdim=True) * probs
             grad_logits += spread.mul_(kd_scale / temperature)
+            if grad_hidden is None and grad_weight is None:
+                continue  # evaluation: the loss only
+            if softcap is not None:  # d cap·tanh(z/cap) / dz = 1 - tanh²; scaled = capped / T
+                grad_logits *= 1 - (scaled * (temperature / softcap)) ** 2
             grad_logits = grad_logits.to(weight.dtype)
             if grad_hidden is not None:
                 grad_hidden[piece] = (grad_logits @ weight).to(hidden.dtype)
@@ -165,6 +176,7 @@ def kd_loss(
     beta: float = 0.0,
     normalize_topk: bool = False,
     chunk_tokens: int = 2048,
+    softcap: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one micro-batch and its detached parts (``kd_loss``, ``ce_loss``, per label token).
 
@@ -172,6 +184,7 @@ def kd_loss(
     :param teacher_ids: ``[B, L, k]`` token ids of teacher row ``i`` (see the module docstring).
     :param teacher_logprobs: ``[B, L, k]``; ``-inf`` marks padding within a row.
     :param teacher_mask: ``[B, L]``, 1 where row ``i`` holds teacher data.
+    :param softcap: the model's final-logit soft-capping (gemma2), applied before everything.
     """
     targets = labels[:, 1:]
     keep = (targets != IGNORE_INDEX).reshape(-1)
@@ -186,11 +199,12 @@ def kd_loss(
     kd_scale = kd_alpha * temperature**2 / denominator
     teacher = (flat_ids, flat_logprobs, flat_mask)
     if chunk_tokens:
-        settings = (ce_scale, kd_scale, temperature, beta, normalize_topk, chunk_tokens)
+        settings = (ce_scale, kd_scale, temperature, beta, normalize_topk, chunk_tokens, softcap,
+                    torch.is_grad_enabled())  # fmt: skip
         loss, sums = _FusedKD.apply(flat_hidden, weight, flat_targets, *teacher, settings)
     else:
         sums = _naive_sums(flat_hidden, weight, flat_targets, *teacher, temperature, beta,
-                           normalize_topk, ce_alpha > 0)  # fmt: skip
+                           normalize_topk, ce_alpha > 0, softcap)  # fmt: skip
         loss = ce_scale * sums[0] + kd_scale * sums[1]
     ce_sum, kd_sum = sums[0], sums[1]
     parts = {"kd_loss": (kd_sum / denominator).detach()}

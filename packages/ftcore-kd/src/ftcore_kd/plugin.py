@@ -14,6 +14,7 @@ class KDPlugin:
 
     def __init__(self) -> None:
         self.teacher: Any = None
+        self.softcap: float | None = None
         self.parts: dict[str, list[Any]] = {}  # training loss parts since the last log
 
     @hookimpl
@@ -36,13 +37,14 @@ class KDPlugin:
             problems.append(
                 ("kd_top_k", "required with an online teacher (how many tokens to keep)")
             )
-        offline = [ds.type in STRATEGY_NAMES for ds in cfg.datasets]
-        if cfg.kd_trainer and not online and not all(offline):
-            problems.append(
-                ("datasets", "offline KD reads teacher logprobs from datasets of type "
-                 "kd.chat_template; use it for every dataset, or set kd_teacher_model or "
-                 "kd_online_server_base_url")
-            )  # fmt: skip
+        for key in ("datasets", "test_datasets"):
+            offline = [ds.type in STRATEGY_NAMES for ds in getattr(cfg, key)]
+            if cfg.kd_trainer and not online and not all(offline):
+                problems.append(
+                    (key, "offline KD reads teacher logprobs from datasets of type "
+                     "kd.chat_template; use it for every dataset, or set kd_teacher_model or "
+                     "kd_online_server_base_url")
+                )  # fmt: skip
         if cfg.rl:
             problems.append(("rl", f"KD has no {cfg.rl} variant; remove rl"))
         return problems
@@ -66,11 +68,14 @@ class KDPlugin:
 
     @hookimpl
     def ftcore_post_model_load(self, cfg, model, tokenizer):
-        """Load the online teacher beside the student."""
+        """Check the student's logits can be rebuilt; load the online teacher beside the student."""
         if not cfg.kd_trainer:
             return
+        from ftcore_kd.student import check_logits
         from ftcore_kd.teacher import make_teacher
 
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.softcap = check_logits(base.config)
         self.teacher = make_teacher(cfg, model.device, model.dtype)
 
     @hookimpl
@@ -91,7 +96,7 @@ class KDPlugin:
             hidden, weight, inputs["labels"], *teacher_fields,
             kd_alpha=cfg.kd_alpha, ce_alpha=cfg.kd_ce_alpha, temperature=cfg.kd_temperature,
             beta=cfg.kd_beta, normalize_topk=cfg.kd_normalize_topk,
-            chunk_tokens=cfg.kd_chunk_tokens,
+            chunk_tokens=cfg.kd_chunk_tokens, softcap=self.softcap,
         )  # fmt: skip
         if model.training:
             for name, value in parts.items():

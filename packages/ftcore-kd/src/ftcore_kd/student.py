@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftcore.modeling import lm_head_weight
+from ftcore.errors import FtcoreError
+from ftcore.modeling import lm_head_weight, logit_scaling
+
+
+def check_logits(config: Any) -> float | None:
+    """The student's final-logit soft-capping (applied by the loss); other rescalings are refused."""
+    scaling = logit_scaling(config)
+    if scaling:
+        raise FtcoreError(
+            f"KD computes the student's logits from its hidden states and cannot apply "
+            f"{config.model_type}'s logit rescaling ({scaling}); this model is not supported"
+        )
+    return getattr(config, "final_logit_softcapping", None)
 
 
 def final_hidden_and_head(model: Any, inputs: dict[str, Any], trainer: Any) -> tuple[Any, Any]:

@@ -86,33 +86,40 @@ class ServerTeacher:
         self.model = model or self._first_model()
 
     def _request(self, path: str, body: dict | None = None) -> dict:
+        import http.client
+
         url = f"{self.base_url}{path}"
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
-        last: Exception | None = None
+        last = ""
+        tries = 0
         for attempt in range(self.retries + 1):
+            tries = attempt + 1
             try:
                 request = urllib.request.Request(url, data=data, headers=headers)
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return json.loads(response.read())
-            except (
-                urllib.error.URLError,
-                TimeoutError,
-                ConnectionError,
-                json.JSONDecodeError,
-            ) as error:
-                last = error
-                if isinstance(error, urllib.error.HTTPError) and error.code < 500:
-                    break  # the request is wrong; asking again will not help
-                if attempt < self.retries:
-                    delay = min(2.0**attempt, 30.0)
-                    log.warning(
-                        "ftcore: KD teacher %s failed (%s); retrying in %.0fs", url, error, delay
-                    )
-                    time.sleep(delay)
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode(errors="replace")[:300]
+                last = f"HTTP {error.code}: {detail}"
+                if error.code < 500:  # the request itself is wrong: asking again will not help
+                    hint = (" (vLLM allows 20 prompt logprobs unless started with --max-logprobs; "
+                            "lower kd_top_k or raise it)") if "logprob" in detail.lower() else ""  # fmt: skip
+                    raise FtcoreError(
+                        f"the KD teacher server {url} refused the request: {last}{hint}"
+                    ) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException,
+                    json.JSONDecodeError) as error:  # fmt: skip
+                last = f"{type(error).__name__}: {error}"
+            if attempt < self.retries:
+                delay = min(2.0**attempt, 30.0)
+                log.warning(
+                    "ftcore: KD teacher %s failed (%s); retrying in %.0fs", url, last, delay
+                )
+                time.sleep(delay)
         raise FtcoreError(
-            f"the KD teacher server {url} failed after {self.retries + 1} tries: {last}; check that "
-            "it runs and serves prompt logprobs (vLLM), or raise kd_online_timeout"
+            f"the KD teacher server {url} failed after {tries} tries ({last}); check that it runs "
+            "and serves prompt logprobs (vLLM), or raise kd_online_timeout"
         )
 
     def _first_model(self) -> str:

@@ -84,6 +84,10 @@ def server_for(ds: Any, cfg: Any) -> str:
 class NemoGymRows:
     """``type: nemo_gym``: GRPO prompts from NeMo Gym rows (see the module docstring)."""
 
+    def fingerprint(self, cfg: Any) -> str:
+        """The routing of ``nemo_gym_datasets`` lands in the rows (part of the cache key)."""
+        return json.dumps([entry.model_dump() for entry in cfg.nemo_gym_datasets], sort_keys=True)
+
     def format_row(self, row: dict[str, Any], ds: Any, cfg: Any) -> dict[str, Any]:
         params = row.get("responses_create_params")
         if not isinstance(params, dict):

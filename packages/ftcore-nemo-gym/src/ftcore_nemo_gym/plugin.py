@@ -99,11 +99,7 @@ class NemoGymPlugin:
         if cfg.nemo_gym_multi_turn:
             from ftcore_nemo_gym.rollouts import AgentRollouts
 
-            datasets = [trainer.train_dataset, trainer.eval_dataset]
-            rows = {
-                AgentRollouts.key(example["prompt"]): example["nemo_gym_row"]
-                for dataset in datasets if dataset is not None for example in dataset
-            }  # fmt: skip
+            rows = rows_by_prompt([trainer.train_dataset, trainer.eval_dataset])
             tokenizer = trainer.processing_class
             sampling = {"max_output_tokens": cfg.trl.max_completion_length,
                         "temperature": cfg.trl.temperature}  # fmt: skip
@@ -145,6 +141,28 @@ class NemoGymPlugin:
             self.rollouts.close()
         if self.servers is not None:
             self.servers.stop()
+
+
+def rows_by_prompt(datasets: list[Any]) -> dict[str, str]:
+    """Each prompt's NeMo Gym row (TRL hands rollouts the prompts only); collisions are reported."""
+    import logging
+
+    from ftcore_nemo_gym.rollouts import AgentRollouts
+
+    rows: dict[str, str] = {}
+    collisions = 0
+    for dataset in datasets:
+        for example in dataset or []:
+            key = AgentRollouts.key(example["prompt"])
+            if key in rows and rows[key] != example["nemo_gym_row"]:
+                collisions += 1
+            rows.setdefault(key, example["nemo_gym_row"])
+    if collisions:
+        logging.getLogger("ftcore").warning(
+            "ftcore: %d NeMo Gym rows share their prompt with another row but differ otherwise; "
+            "their episodes use the first such row", collisions,
+        )  # fmt: skip
+    return rows
 
 
 class AgentModelServer:

@@ -115,8 +115,10 @@ class AgentRollouts:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nemo-gym-prefetch")
-        jobs = self.jobs(prompts)
         key = tuple(self.key(prompt) for prompt in prompts)
+        if key in self.prefetched:
+            return  # TRL hands a generation batch over several times; its episodes run once
+        jobs = self.jobs(prompts)
         self.prefetched[key] = self._pool.submit(lambda: _run(self._run_all(jobs)))
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
@@ -170,7 +172,11 @@ class AgentRollouts:
 
 
 class Lookahead:
-    """A dataloader that hands each batch to ``ahead`` one batch before the trainer gets it."""
+    """A dataloader that hands each batch to ``ahead`` one batch before the trainer gets it.
+
+    A batch equal to the one before it (TRL repeats a generation batch for each of its
+    ``steps_per_generation`` and ``num_iterations``) is not handed over again.
+    """
 
     def __init__(self, loader: Any, ahead: Any):
         self.loader = loader
@@ -187,7 +193,7 @@ class Lookahead:
         current = next(iterator, None)
         while current is not None:
             upcoming = next(iterator, None)
-            if upcoming is not None:
+            if upcoming is not None and upcoming != current:
                 self.ahead(upcoming)  # runs while ``current`` trains
             yield current
             current = upcoming

@@ -44,14 +44,19 @@ class GymServersProcess:
         self.cfg = cfg
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.returncode: int | None = None
 
     def ensure(self) -> GymServers:
+        from ftcore.dist import is_main_process
+
         cfg = self.cfg
         try:
             return discover(cfg.nemo_gym_head_host, cfg.nemo_gym_head_port, timeout=2.0)
         except FtcoreError:
             if not cfg.nemo_gym_auto_start:
                 raise
+        if not is_main_process():
+            return self.wait()  # the main process starts the servers; the others wait for them
         if not cfg.nemo_gym_config_paths:
             raise FtcoreError(
                 "no NeMo Gym head server answers and nemo_gym_config_paths is empty: list the "
@@ -97,8 +102,9 @@ class GymServersProcess:
         ) as bar:
             while True:
                 if self.process is not None and self.process.poll() is not None:
+                    self.stop()  # whatever the CLI had started in its group goes with it
                     raise FtcoreError(
-                        f"the NeMo Gym servers exited with status {self.process.returncode} while "
+                        f"the NeMo Gym servers exited with status {self.returncode} while "
                         f"starting; see {self.log_path}:\n{self._log_tail()}"
                     )
                 try:
@@ -123,17 +129,28 @@ class GymServersProcess:
             return ""
 
     def stop(self) -> None:
-        """Stop the servers this object started (nothing else)."""
+        """Stop the process group this object started (nothing else), even if its leader exited."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
+        self.returncode = process.poll()
         log.info("ftcore: stopping the NeMo Gym servers started for this run")
-        os.killpg(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            pass
+        time.sleep(0.5)  # the group's other processes get their grace too
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        self.returncode = process.returncode
+
+
+def _signal_group(pid: int, signal_number: int) -> None:
+    try:
+        os.killpg(pid, signal_number)
+    except ProcessLookupError:
+        pass  # the whole group is gone already
 
 
 def _answers(url: str) -> bool:

@@ -244,3 +244,20 @@ def lm_head_weight(head: Any) -> Any:
             "lora_modules_to_save, not as a LoRA target"
         )
     return head.weight
+
+
+#: Config attributes with which a model rescales its logits (Cohere, Granite) beyond soft-capping.
+LOGIT_SCALING_KEYS = ("logit_scale", "logits_scaling")
+
+
+def logit_scaling(config: Any) -> str | None:
+    """``key=value`` of a logit rescaling the model applies after its lm_head, or ``None``.
+
+    Plugins that compute the loss from hidden states use it to refuse such models instead of
+    training them against different logits.
+    """
+    for key in LOGIT_SCALING_KEYS:
+        value = getattr(config, key, None)
+        if value is not None and value != 1:
+            return f"{key}={value}"
+    return None

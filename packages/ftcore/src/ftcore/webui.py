@@ -38,16 +38,30 @@ def build_ui(generate: Callable[[str], str], title: str, usage: str = "") -> Any
     )
 
 
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def serve(app: Any, host: str, port: int, block: bool = True) -> str:
-    """Start the app on ``host:port`` and announce its URL; serve until Ctrl-C when ``block``."""
+    """Start the app on ``host:port`` (0: a free port) and announce its URL; serve until Ctrl-C."""
     app.queue(default_concurrency_limit=1)  # one model, one generation at a time
-    app.launch(
-        server_name=host,
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        show_error=True,
-    )
+    port = port or free_port(host)
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            show_error=True,
+        )
+    except OSError as error:
+        raise FtcoreError(
+            f"--gradio cannot serve on {host}:{port} ({error}); choose another --port (0: any free one)"
+        ) from None
     url = f"http://{host}:{app.server_port}/"
     print(f"ftcore: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if block:
