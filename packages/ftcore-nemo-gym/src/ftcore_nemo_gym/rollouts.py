@@ -28,7 +28,7 @@ import json
 import logging
 from typing import Any
 
-from ftcore_nemo_gym.verify import Verifier, _run
+from ftcore_nemo_gym.verify import RequestFailed, Verifier, _run, post_with_retries
 
 log = logging.getLogger("ftcore")
 
@@ -145,28 +145,15 @@ class AgentRollouts:
     async def _one(
         self, client: Any, gate: asyncio.Semaphore, url: str, body: dict
     ) -> dict[str, Any]:
-        import httpx
+        def episode(answer: dict) -> dict[str, Any]:
+            parsed = parse_episode(answer, self.max_length)
+            self.calls += 1
+            return parsed
 
-        reason = ""
-        for attempt in range(self.verifier.retries + 1):
-            async with gate:
-                try:
-                    response = await client.post(url, json=body)
-                    response.raise_for_status()
-                    self.calls += 1
-                    return parse_episode(response.json(), self.max_length)
-                except httpx.TimeoutException:
-                    reason = "timeout"
-                except httpx.HTTPStatusError as error:
-                    reason = f"HTTP {error.response.status_code}"
-                except httpx.HTTPError as error:
-                    reason = type(error).__name__
-                except (ValueError, KeyError, TypeError) as error:
-                    reason = "malformed answer"
-                    log.warning("ftcore: NeMo Gym agent %s: %s", url, error)
-            if attempt < self.verifier.retries:
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
-        self.verifier.count_failure(f"/run {reason}")
+        try:
+            return await post_with_retries(client, gate, url, body, episode, self.verifier.retries)
+        except RequestFailed as failure:
+            self.verifier.count_failure(f"/run {failure.reason}")
         return {"prompt_ids": [self.fallback_token], "completion_ids": [self.fallback_token],
                 "logprobs": [0.0], "env_mask": [0], "env_reward": self.verifier.failure_reward}  # fmt: skip
 

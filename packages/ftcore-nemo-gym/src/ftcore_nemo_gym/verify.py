@@ -103,36 +103,16 @@ class Verifier:
             )
 
     async def _one(self, client: Any, gate: asyncio.Semaphore, url: str, body: dict) -> float:
-        import httpx
+        def reward(answer: dict) -> float:
+            with self._lock:
+                self.requests += 1
+            return float(answer["reward"])
 
-        reason = ""
-        for attempt in range(self.retries + 1):
-            async with gate:
-                try:
-                    response = await client.post(url, json=body)
-                    if response.status_code == 422:
-                        reason = "rejected (422)"  # the request itself is wrong: no retry
-                        log.warning(
-                            "ftcore: NeMo Gym %s rejected a request: %s", url, response.text[:300]
-                        )
-                        break
-                    response.raise_for_status()
-                    reward = float(response.json()["reward"])
-                    with self._lock:
-                        self.requests += 1
-                    return reward
-                except httpx.TimeoutException:
-                    reason = "timeout"
-                except httpx.HTTPStatusError as error:
-                    reason = f"HTTP {error.response.status_code}"
-                except httpx.HTTPError as error:
-                    reason = type(error).__name__
-                except (ValueError, KeyError, TypeError):
-                    reason = "malformed answer"
-            if attempt < self.retries:
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
-        self.count_failure(reason)
-        return self.failure_reward
+        try:
+            return await post_with_retries(client, gate, url, body, reward, self.retries)
+        except RequestFailed as failure:
+            self.count_failure(failure.reason)
+            return self.failure_reward
 
     def count_failure(self, reason: str) -> None:
         with self._lock:
@@ -142,6 +122,49 @@ class Verifier:
         with self._lock:
             taken, self.failures = self.failures, Counter()
         return taken
+
+
+class RequestFailed(Exception):
+    """A request that failed after its retries; ``reason`` is counted in the failure metric."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def post_with_retries(client: Any, gate: asyncio.Semaphore, url: str, body: dict,
+                            parse: Any, retries: int) -> Any:  # fmt: skip
+    """``parse(answer JSON)`` of ``POST url``; failures are retried with backoff, a 422 is not.
+
+    Connection errors, timeouts, 5xx and answers ``parse`` cannot read (``ValueError``,
+    ``KeyError``, ``TypeError``) are retried; after the last try :class:`RequestFailed` says why.
+    """
+    import httpx
+
+    reason = ""
+    for attempt in range(retries + 1):
+        async with gate:
+            try:
+                response = await client.post(url, json=body)
+                if response.status_code == 422:
+                    log.warning(
+                        "ftcore: NeMo Gym %s rejected a request: %s", url, response.text[:300]
+                    )
+                    raise RequestFailed("rejected (422)")  # the request itself is wrong
+                response.raise_for_status()
+                return parse(response.json())
+            except httpx.TimeoutException:
+                reason = "timeout"
+            except httpx.HTTPStatusError as error:
+                reason = f"HTTP {error.response.status_code}"
+            except httpx.HTTPError as error:
+                reason = type(error).__name__
+            except (ValueError, KeyError, TypeError) as error:
+                reason = "malformed answer"
+                log.warning("ftcore: NeMo Gym %s answered something unreadable: %s", url, error)
+        if attempt < retries:
+            await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+    raise RequestFailed(reason)
 
 
 def _run(coroutine: Any) -> Any:
