@@ -48,28 +48,32 @@ def pack_dataset(dataset: Any, capacity: int) -> tuple[Any, float]:
     """A dataset of packed rows and its efficiency.
 
     Rows get ``position_ids``; every per-token column (``input_ids``, ``labels``, and any a
-    strategy added) is concatenated in the same order.
+    strategy added) is concatenated in the same order. The packing happens on the Arrow columns
+    (a take, then new list offsets), so no column is ever turned into Python lists.
     """
     import datasets
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets.table import InMemoryTable
 
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    bins = pack_lengths(lengths, capacity)
-    columns = {name: dataset[name] for name in dataset.column_names}
-    rows: dict[str, list[list[Any]]] = {name: [] for name in [*columns, "position_ids"]}
-    for members in bins:
-        packed: dict[str, list[Any]] = {name: [] for name in rows}
-        for index in sorted(members):
-            for name, values in columns.items():
-                packed[name] += values[index]
-            packed["position_ids"] += range(lengths[index])
-        for name, values in packed.items():
-            rows[name].append(values)
-    features = datasets.Features(
-        {**dataset.features, "position_ids": datasets.Sequence(datasets.Value("int32"))}
+    table = dataset.flatten_indices().data.table
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+    bins = pack_lengths(lengths.tolist(), capacity)
+    order = np.array([index for members in bins for index in sorted(members)], dtype=np.int64)
+    taken = table.take(pa.array(order))
+    sizes = np.array([lengths[members].sum() for members in bins], dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+    columns = {}
+    for name in table.column_names:
+        values = taken.column(name).combine_chunks().flatten()
+        columns[name] = pa.ListArray.from_arrays(offsets, values)
+    positions = np.concatenate(
+        [np.arange(lengths[i], dtype=np.int32) for i in order] or [np.zeros(0, np.int32)]
     )
-    return datasets.Dataset.from_dict(rows, features=features), packing_efficiency(
-        lengths, bins, capacity
-    )
+    columns["position_ids"] = pa.ListArray.from_arrays(offsets, pa.array(positions))
+    packed = datasets.Dataset(InMemoryTable(pa.table(columns)))
+    return packed, packing_efficiency(lengths.tolist(), bins, capacity)
 
 
 def _pad(
