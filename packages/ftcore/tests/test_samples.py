@@ -141,3 +141,35 @@ def test_an_unknown_tracker_is_a_config_error_with_a_suggestion(tmp_path, base_m
 def test_markdown_tables_escape_pipes_and_newlines():
     table = as_markdown([{"a": "x|y", "b": "one\ntwo"}])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | one<br>two |"]
+
+
+METRICS = """
+from transformers import TrainerCallback
+
+from ftcore import hookimpl
+
+TRAINER = []
+
+class Steps(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        TRAINER[0].ftcore_record_metric("plugin/step", float(state.global_step))
+
+@hookimpl
+def ftcore_post_trainer_create(cfg, trainer):
+    TRAINER[:] = [trainer]
+
+@hookimpl
+def ftcore_callbacks(cfg, model):
+    return [Steps()]
+"""
+
+
+def test_plugin_metrics_are_logged_with_the_loss_as_means(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.metrics": METRICS})
+    cfg = run_config(tmp_path, base_model, ["testplugins.metrics"], logging_steps=2)
+    train(load_config(cfg))
+    state = json.loads(
+        next(Path(cfg["output_dir"]).glob("checkpoint-*/trainer_state.json")).read_text()
+    )
+    logged = [(e["step"], e["plugin/step"]) for e in state["log_history"] if "loss" in e]
+    assert logged == [(1, 0.0), (2, 1.0), (4, 2.5)]  # the first step is logged alone, then pairs

@@ -71,13 +71,6 @@ class DiffusionPlugin:
         self.special = special_ids(tokenizer)
 
     @hookimpl
-    def ftcore_trainer_class(self, cfg):
-        """A Trainer that logs the diffusion metrics with the loss."""
-        from ftcore_diffusion.trainer import DiffusionTrainer
-
-        return DiffusionTrainer
-
-    @hookimpl
     def ftcore_compute_loss(self, cfg, model, inputs, trainer):
         """The masked diffusion loss (importance weighted as configured)."""
         from ftcore_diffusion.loss import diffusion_loss
@@ -86,7 +79,8 @@ class DiffusionPlugin:
             model, inputs, cfg.diffusion, self.mask_token_id, self.special
         )
         if model.training:
-            trainer.ftcore_diffusion_metrics.append(metrics)
+            for name, value in metrics.items():
+                trainer.ftcore_record_metric(name, value)
         return loss
 
     @hookimpl

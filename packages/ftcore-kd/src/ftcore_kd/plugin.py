@@ -15,7 +15,6 @@ class KDPlugin:
     def __init__(self) -> None:
         self.teacher: Any = None
         self.softcap: float | None = None
-        self.parts: dict[str, list[Any]] = {}  # training loss parts since the last log
 
     @hookimpl
     def ftcore_config_schema(self):
@@ -100,16 +99,8 @@ class KDPlugin:
         )  # fmt: skip
         if model.training:
             for name, value in parts.items():
-                self.parts.setdefault(name, []).append(value)
+                trainer.ftcore_record_metric(name, value)
         return loss
-
-    @hookimpl
-    def ftcore_post_trainer_create(self, cfg, trainer):
-        """Log ``kd_loss`` and ``ce_loss`` with the loss (first in line, so every logger sees them)."""
-        if cfg.kd_trainer:
-            from ftcore_kd.metrics import PartsLogger
-
-            trainer.callback_handler.callbacks.insert(0, PartsLogger(self.parts))
 
     @hookimpl
     def ftcore_cli_commands(self):

@@ -2,7 +2,8 @@
 
 It is mixed into whichever ``transformers.Trainer`` class runs (the core's, or one a plugin chose
 through ``ftcore_trainer_class``), so ``ftcore_compute_loss``, ``ftcore_create_optimizer``,
-``ftcore_create_lr_scheduler`` and complete-checkpoint markers work with every trainer.
+``ftcore_create_lr_scheduler``, plugins' metrics (``ftcore_record_metric``) and complete-checkpoint
+markers work with every trainer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,24 @@ class FtcoreTrainerMixin:
     ftcore_save_total_limit: int | None = None
     ftcore_eval_collator: Any = None
     ftcore_last_loss: Any = None  # the last micro-batch's loss, for plugins that need it
+    ftcore_step_metrics: dict[str, list[Any]] | None = None  # see ftcore_record_metric
+
+    def ftcore_record_metric(self, name: str, value: Any) -> None:
+        """Report a training metric of the current micro-batch (a float or a 0-d tensor).
+
+        Its mean since the last log is logged with the loss, so it reaches the console, the
+        trackers and ``trainer_state.json`` like the loss does. For plugins' loss parts and stats.
+        """
+        if self.ftcore_step_metrics is None:
+            self.ftcore_step_metrics = {}
+        self.ftcore_step_metrics.setdefault(name, []).append(value)
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs and self.ftcore_step_metrics:
+            for name, values in self.ftcore_step_metrics.items():
+                logs[name] = sum(float(value) for value in values) / len(values)
+            self.ftcore_step_metrics = None
+        super().log(logs, *args, **kwargs)
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.ftcore_eval_collator in (None, self.data_collator):
