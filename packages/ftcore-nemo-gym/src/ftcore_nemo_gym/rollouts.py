@@ -28,7 +28,7 @@ import json
 import logging
 from typing import Any
 
-from ftcore_nemo_gym.verify import RequestFailed, Verifier, _run, post_with_retries
+from ftcore_nemo_gym.verify import RequestFailed, Verifier, _run, post_all, post_with_retries
 
 log = logging.getLogger("ftcore")
 
@@ -119,13 +119,11 @@ class AgentRollouts:
         if key in self.prefetched:
             return  # TRL hands a generation batch over several times; its episodes run once
         jobs = self.jobs(prompts)
-        self.prefetched[key] = self._pool.submit(lambda: _run(self._run_all(jobs)))
+        self.prefetched[key] = self._pool.submit(lambda: self._run_all(jobs))
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
         future = self.prefetched.pop(tuple(self.key(prompt) for prompt in prompts), None)
-        episodes = (
-            future.result() if future is not None else _run(self._run_all(self.jobs(prompts)))
-        )
+        episodes = future.result() if future is not None else self._run_all(self.jobs(prompts))
         return {key: [episode[key] for episode in episodes] for key in episodes[0]}
 
     def close(self) -> None:
@@ -133,14 +131,8 @@ class AgentRollouts:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    async def _run_all(self, jobs: list[tuple[str, dict]]) -> list[dict[str, Any]]:
-        import httpx
-
-        gate = asyncio.Semaphore(self.verifier.concurrency)
-        async with httpx.AsyncClient(timeout=self.run_timeout) as client:
-            return list(
-                await asyncio.gather(*(self._one(client, gate, url, body) for url, body in jobs))
-            )
+    def _run_all(self, jobs: list[tuple[str, dict]]) -> list[dict[str, Any]]:
+        return _run(post_all(jobs, self._one, self.verifier.concurrency, self.run_timeout))
 
     async def _one(
         self, client: Any, gate: asyncio.Semaphore, url: str, body: dict

@@ -90,17 +90,7 @@ class Verifier:
             row = json.loads(row_json)
             body = {**row, "response": response_body(completion_text(completion))}
             jobs.append((self.route(row, server), body))
-        return _run(self._score_all(jobs))
-
-    async def _score_all(self, jobs: list[tuple[str, dict]]) -> list[float]:
-        import httpx
-
-        gate = asyncio.Semaphore(self.concurrency)
-        limits = httpx.Limits(max_connections=self.concurrency)
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-            return list(
-                await asyncio.gather(*(self._one(client, gate, url, body) for url, body in jobs))
-            )
+        return _run(post_all(jobs, self._one, self.concurrency, self.timeout))
 
     async def _one(self, client: Any, gate: asyncio.Semaphore, url: str, body: dict) -> float:
         def reward(answer: dict) -> float:
@@ -122,6 +112,18 @@ class Verifier:
         with self._lock:
             taken, self.failures = self.failures, Counter()
         return taken
+
+
+async def post_all(
+    jobs: list[tuple[str, dict]], one: Any, concurrency: int, timeout: float
+) -> list:
+    """``one(client, gate, url, body)`` for every job on one async client, ``concurrency`` at a time."""
+    import httpx
+
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        return list(await asyncio.gather(*(one(client, gate, url, body) for url, body in jobs)))
 
 
 class RequestFailed(Exception):
