@@ -6,7 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ftcore_kd import loss as kd_loss_module
 from ftcore_kd.loss import kd_loss
+
+
+@pytest.fixture(params=["torch", "triton"])
+def row_kernels(request, monkeypatch):
+    """Both implementations of a chunk's vocabulary-wide passes (Triton interpreted on CPU)."""
+    if request.param == "triton":
+        pytest.importorskip("triton")
+    monkeypatch.setattr(kd_loss_module, "ROW_KERNELS", request.param)
+    return request.param
 
 
 def reference(hidden, weight, labels, t_ids, t_logprobs, t_mask, kd_alpha, ce_alpha, temperature,
@@ -51,13 +61,14 @@ def inputs(seed=0, k=5, vocab=50):
     t_logprobs[1, 3, 3:] = -torch.inf  # a teacher row with fewer than k tokens
     t_mask = torch.ones(2, 30, dtype=torch.bool)
     t_mask[0, 10] = False  # no teacher data for one trained token
+    t_ids[0, 12, 2] = labels[0, 12]  # the target is among the teacher's tokens
     return hidden, weight, labels, t_ids, t_logprobs, t_mask
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.3])
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
-def test_loss_and_gradients_match_the_fp64_reference(beta, normalize, temperature):
+def test_loss_and_gradients_match_the_fp64_reference(beta, normalize, temperature, row_kernels):
     hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs()
     settings = dict(kd_alpha=0.7, ce_alpha=0.3, temperature=temperature, beta=beta,
                     normalize_topk=normalize)  # fmt: skip
@@ -106,7 +117,7 @@ def test_no_logits_tensor_is_kept_for_backward():
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5])
-def test_soft_capped_logits_match_the_autograd_reference(beta):
+def test_soft_capped_logits_match_the_autograd_reference(beta, row_kernels):
     hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs(seed=3)
     with torch.no_grad():
         weight.mul_(4)  # logits large enough for the cap to bite
@@ -126,7 +137,7 @@ def test_soft_capped_logits_match_the_autograd_reference(beta):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_evaluation_computes_the_loss_without_gradient_buffers():
+def test_evaluation_computes_the_loss_without_gradient_buffers(row_kernels):
     hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs()
     with torch.no_grad():
         evaluated, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, kd_alpha=0.9,
@@ -134,3 +145,17 @@ def test_evaluation_computes_the_loss_without_gradient_buffers():
     trained, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, kd_alpha=0.9,
                          ce_alpha=0.1, chunk_tokens=7)  # fmt: skip
     torch.testing.assert_close(evaluated, trained.detach())
+
+
+def test_bfloat16_logits_give_the_float32_loss_and_gradients_within_bf16_rounding(row_kernels):
+    hidden, weight, labels, t_ids, t_logprobs, t_mask = inputs(seed=5, k=8, vocab=300)
+    settings = dict(kd_alpha=0.9, ce_alpha=0.1, temperature=2.0, beta=0.5, chunk_tokens=16)
+    exact, _ = kd_loss(hidden, weight, labels, t_ids, t_logprobs, t_mask, **settings)
+    exact_grads = torch.autograd.grad(exact, (hidden, weight))
+    half_hidden = hidden.detach().bfloat16().requires_grad_(True)
+    half_weight = weight.detach().bfloat16().requires_grad_(True)
+    rounded, _ = kd_loss(half_hidden, half_weight, labels, t_ids, t_logprobs, t_mask, **settings)
+    torch.testing.assert_close(rounded.float(), exact, rtol=2e-2, atol=2e-2)
+    for got, want in zip(torch.autograd.grad(rounded, (half_hidden, half_weight)), exact_grads):
+        assert got.dtype == torch.bfloat16
+        assert (got.float() - want).norm() / want.norm() < 3e-2

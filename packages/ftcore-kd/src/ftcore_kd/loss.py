@@ -18,7 +18,9 @@ loss = (kd_alpha * T^2 * sum(KD) + kd_ce_alpha * sum(CE)) / label tokens
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -91,12 +93,121 @@ def _naive_sums(
     return torch.stack([ce, kd])
 
 
+class _Settings(NamedTuple):
+    ce_scale: float
+    kd_scale: float
+    temperature: float
+    beta: float
+    normalize_topk: bool
+    chunk: int
+    softcap: float | None
+    with_grad: bool
+
+
+# Which implementation makes the vocabulary-wide passes of a chunk: "auto" (Triton on CUDA when
+# triton is installed, PyTorch otherwise), "triton" or "torch". Tests set it.
+ROW_KERNELS = "auto"
+
+
+def _use_triton(logits: torch.Tensor) -> bool:
+    if ROW_KERNELS != "auto":
+        return ROW_KERNELS == "triton"
+    return logits.is_cuda and importlib.util.find_spec("triton") is not None
+
+
+def _topk_part(
+    student: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    valid: torch.Tensor,
+    beta: float,
+    normalize_topk: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunk's summed divergence and its gradient on the student's k log-probabilities."""
+    with torch.enable_grad():
+        student = student.detach().requires_grad_(True)
+        teacher = teacher_logprobs.float()
+        topk_student = student
+        if normalize_topk:
+            topk_student, teacher = _renormalize(student, valid), _renormalize(teacher, valid)
+        kd = topk_divergence(topk_student, teacher, beta, valid).sum()
+        (grad_topk,) = torch.autograd.grad(kd, student)
+    return kd.detach(), grad_topk
+
+
+def _chunk_torch(logits, targets, ids, teacher_logprobs, valid, s: _Settings, with_grad):
+    """``(CE sum, KD sum, gradient on the logits or None)`` by float32 PyTorch passes."""
+    logits = logits.float()
+    if s.softcap is not None:  # as the model does (gemma2): the loss sees capped logits
+        logits = torch.tanh(logits / s.softcap).mul_(s.softcap)
+    grad_logits = torch.zeros_like(logits) if with_grad else None
+    ce = logits.new_zeros(())
+    if s.ce_scale:
+        log_z = torch.logsumexp(logits, -1, keepdim=True)
+        ce = (log_z[:, 0] - logits.gather(-1, targets[:, None])[:, 0]).sum()
+        if with_grad:
+            grad_logits += (logits - log_z).exp_()
+            grad_logits.scatter_add_(-1, targets[:, None], torch.full_like(log_z, -1.0))
+            grad_logits *= s.ce_scale
+    scaled = logits.div_(s.temperature)  # the logits are not needed unscaled any more
+    log_z_t = torch.logsumexp(scaled, -1, keepdim=True)
+    student = scaled.gather(-1, ids) - log_z_t
+    kd, grad_topk = _topk_part(student, teacher_logprobs, valid, s.beta, s.normalize_topk)
+    if not with_grad:
+        return ce, kd, None
+    # d s_j / d logits = (onehot_j - softmax(logits / T)) / T
+    probs = (scaled - log_z_t).exp_()
+    spread = probs.mul_(-grad_topk.sum(-1, keepdim=True)).scatter_add_(-1, ids, grad_topk)
+    grad_logits += spread.mul_(s.kd_scale / s.temperature)
+    if s.softcap is not None:  # d cap·tanh(z/cap) / dz = 1 - tanh²; scaled = capped / T
+        grad_logits *= 1 - (scaled * (s.temperature / s.softcap)) ** 2
+    return ce, kd, grad_logits
+
+
+def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings, with_grad):
+    """As :func:`_chunk_torch`; the gradient overwrites ``logits`` (see :mod:`ftcore_kd.rowwise`)."""
+    from ftcore_kd.rowwise import log_normalizers, write_dense_gradient
+
+    log_z, log_z_t = log_normalizers(logits, s.temperature, s.softcap)
+    positions = torch.cat([ids, targets[:, None]], -1)  # the teacher's k tokens, then the target
+    z = logits.gather(-1, positions).float()
+    if s.softcap is not None:
+        z = torch.tanh(z / s.softcap) * s.softcap
+    ce = (log_z - z[:, -1]).sum()
+    student = z[:, :-1] / s.temperature - log_z_t[:, None]
+    kd, grad_topk = _topk_part(student, teacher_logprobs, valid, s.beta, s.normalize_topk)
+    if not with_grad:
+        return ce, kd, None
+    kd_coef = s.kd_scale / s.temperature
+    dense_kd = kd_coef * grad_topk.sum(-1)
+    write_dense_gradient(logits, log_z, log_z_t, s.ce_scale, dense_kd, s.temperature, s.softcap)
+    # The k + 1 sparse entries, in float32 from their logits; a token may appear twice (the
+    # target among the teacher's tokens), so each entry gets the sum of its duplicates' terms.
+    sparse = torch.cat([kd_coef * grad_topk, torch.full_like(z[:, :1], -s.ce_scale)], -1)
+    duplicates = positions[:, :, None] == positions[:, None, :]
+    values = (
+        s.ce_scale * (z - log_z[:, None]).exp()
+        - dense_kd[:, None] * (z / s.temperature - log_z_t[:, None]).exp()
+        + (duplicates * sparse[:, None, :]).sum(-1)
+    )
+    if s.softcap is not None:
+        values *= 1 - (z / s.softcap) ** 2
+    return ce, kd, logits.scatter_(-1, positions, values.to(logits.dtype))
+
+
+def _accumulate_weight_grad(grad_weight, grad_logits, h):
+    """``grad_weight += grad_logits.T @ h`` in float32, without a float32 temporary on CUDA."""
+    if grad_logits.is_cuda and grad_logits.dtype != torch.float32:
+        torch.addmm(grad_weight, grad_logits.T, h, out_dtype=torch.float32, out=grad_weight)
+    else:
+        grad_weight += (grad_logits.T @ h).float()
+
+
 class _FusedKD(torch.autograd.Function):
     """The loss of all chunks; the gradients are computed in the forward pass (module docstring)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, teacher_ids, teacher_logprobs, kd_mask, settings):
-        ce_scale, kd_scale, temperature, beta, normalize_topk, chunk, softcap, with_grad = settings
+    def forward(ctx, hidden, weight, targets, teacher_ids, teacher_logprobs, kd_mask, s):
+        with_grad = s.with_grad and (hidden.requires_grad or weight.requires_grad)
         grad_hidden = torch.zeros_like(hidden) if with_grad and hidden.requires_grad else None
         grad_weight = (
             torch.zeros_like(weight, dtype=torch.float32)
@@ -104,51 +215,25 @@ class _FusedKD(torch.autograd.Function):
             else None
         )
         sums = torch.zeros(2, device=hidden.device, dtype=torch.float32)
-        for start in range(0, targets.numel(), chunk):
-            piece = slice(start, start + chunk)
+        for start in range(0, targets.numel(), s.chunk):
+            piece = slice(start, start + s.chunk)
             h = hidden[piece].to(weight.dtype)
-            logits = (h @ weight.T).float()
-            if softcap is not None:  # as the model does (gemma2): the loss sees capped logits
-                logits = torch.tanh(logits.div_(softcap)).mul_(softcap)
-            grad_logits = torch.zeros_like(logits)
-            if ce_scale:
-                log_z = torch.logsumexp(logits, -1, keepdim=True)
-                sums[0] += (log_z[:, 0] - logits.gather(-1, targets[piece, None])[:, 0]).sum()
-                grad_logits += (logits - log_z).exp_()
-                grad_logits.scatter_add_(-1, targets[piece, None], torch.full_like(log_z, -1.0))
-                grad_logits *= ce_scale
-            scaled = logits.div_(temperature)  # the logits are not needed unscaled any more
-            probs = torch.softmax(scaled, -1)
-            ids = teacher_ids[piece].clamp_min(0)
-            student = (scaled.gather(-1, ids) - torch.logsumexp(scaled, -1, keepdim=True)).detach()
+            logits = h @ weight.T
+            chunk = _chunk_triton if _use_triton(logits) else _chunk_torch
             valid = torch.isfinite(teacher_logprobs[piece]) & kd_mask[piece, None]
-            with torch.enable_grad():
-                student.requires_grad_(True)
-                teacher = teacher_logprobs[piece].float()
-                topk_student = student
-                if normalize_topk:
-                    topk_student, teacher = (
-                        _renormalize(student, valid),
-                        _renormalize(teacher, valid),
-                    )
-                kd = topk_divergence(topk_student, teacher, beta, valid).sum()
-                (grad_topk,) = torch.autograd.grad(kd, student)
-            sums[1] += kd.detach()
-            # d s_j / d logits = (onehot_j - softmax(logits / T)) / T
-            spread = torch.zeros_like(probs).scatter_add_(-1, ids, grad_topk)
-            spread -= grad_topk.sum(-1, keepdim=True) * probs
-            grad_logits += spread.mul_(kd_scale / temperature)
-            if grad_hidden is None and grad_weight is None:
+            ce, kd, grad_logits = chunk(logits, targets[piece], teacher_ids[piece].clamp_min(0),
+                                        teacher_logprobs[piece], valid, s, with_grad)  # fmt: skip
+            sums[0] += ce
+            sums[1] += kd
+            if grad_logits is None:
                 continue  # evaluation: the loss only
-            if softcap is not None:  # d cap·tanh(z/cap) / dz = 1 - tanh²; scaled = capped / T
-                grad_logits *= 1 - (scaled * (temperature / softcap)) ** 2
             grad_logits = grad_logits.to(weight.dtype)
             if grad_hidden is not None:
                 grad_hidden[piece] = (grad_logits @ weight).to(hidden.dtype)
             if grad_weight is not None:
-                grad_weight += (grad_logits.T @ h).float()
+                _accumulate_weight_grad(grad_weight, grad_logits, h)
         ctx.save_for_backward(grad_hidden, grad_weight)
-        loss = ce_scale * sums[0] + kd_scale * sums[1]
+        loss = s.ce_scale * sums[0] + s.kd_scale * sums[1]
         ctx.mark_non_differentiable(sums)
         return loss, sums
 
@@ -199,8 +284,8 @@ def kd_loss(
     kd_scale = kd_alpha * temperature**2 / denominator
     teacher = (flat_ids, flat_logprobs, flat_mask)
     if chunk_tokens:
-        settings = (ce_scale, kd_scale, temperature, beta, normalize_topk, chunk_tokens, softcap,
-                    torch.is_grad_enabled())  # fmt: skip
+        settings = _Settings(ce_scale, kd_scale, temperature, beta, normalize_topk, chunk_tokens,
+                             softcap, torch.is_grad_enabled())  # fmt: skip
         loss, sums = _FusedKD.apply(flat_hidden, weight, flat_targets, *teacher, settings)
     else:
         sums = _naive_sums(flat_hidden, weight, flat_targets, *teacher, temperature, beta,
