@@ -172,6 +172,7 @@ def attach_adapter(cfg: Any, model: Any) -> Any:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
+        target_parameters=list(cfg.lora_target_parameters or []) or None,
         modules_to_save=list(cfg.lora_modules_to_save) or None,
         task_type="CAUSAL_LM",
     )

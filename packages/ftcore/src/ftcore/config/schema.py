@@ -203,6 +203,11 @@ class CoreConfig(StrictModel):
         None, description="Module names to adapt (e.g. `q_proj`)."
     )
     lora_target_linear: bool = Field(False, description="Adapt every linear layer.")
+    lora_target_parameters: list[str] | None = Field(
+        None,
+        description="Parameters to adapt that are not in a linear layer (peft `target_parameters`), "
+        "e.g. `mlp.experts.gate_up_proj` and `mlp.experts.down_proj` for MoE experts.",
+    )
     lora_modules_to_save: list[str] = Field(
         default_factory=list, description="Modules trained in full and saved with the adapter."
     )
