@@ -71,6 +71,11 @@ KD = {
     "datasets": [{"path": "unused-random-tokens", "type": "kd.chat_template"}],
 }  # fmt: skip
 
+EXPERT_LORA = {
+    "adapter": "lora", "lora_r": 16, "lora_alpha": 32, "lora_target_linear": True,
+    "lora_target_parameters": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+}  # fmt: skip
+
 VARIANTS = {
     "plain": None,  # benchmarks/plain_loop.py
     "ftcore": {"plugins": []},
@@ -83,8 +88,15 @@ VARIANTS = {
     "eager": {"plugins": ["moe-kernels"], "experts_implementation": "eager"},
     "scattermoe": {"plugins": ["moe-kernels"], "use_scattermoe": True},
     "sonicmoe": {"plugins": ["moe-kernels"], "use_sonicmoe": True},
+    "grouped_mm+lora": {
+        "plugins": ["moe-kernels"],
+        "experts_implementation": "grouped_mm",
+        **EXPERT_LORA,
+    },
+    "scattermoe+lora": {"plugins": ["moe-kernels"], "use_scattermoe": True, **EXPERT_LORA},
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
+    "kd-chunk4096": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 4096},
     "diffusion": {
         "plugins": ["diffusion"],
         "diffusion": {"mask_token_id": 128000, "generate_samples": False},
@@ -140,8 +152,9 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     found = {}
-    for name in ("torch", "transformers", "triton", "liger-kernel", "cut-cross-entropy", "ftcore",
-                 "ftcore-cce", "ftcore-liger", "ftcore-diffusion", "ftcore-kd"):  # fmt: skip
+    for name in ("torch", "transformers", "peft", "triton", "liger-kernel", "cut-cross-entropy",
+                 "ftcore", "ftcore-cce", "ftcore-liger", "ftcore-diffusion", "ftcore-kd",
+                 "ftcore-moe-kernels"):  # fmt: skip
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -138,3 +138,19 @@ def test_the_readme_lists_exactly_the_tested_models():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme.split("<!-- supported-models")[1].split("-->", 1)[1].split("<!--")[0]
     assert block.strip() == ", ".join(TESTED_MODEL_TYPES)
+
+
+def test_lora_on_the_experts_trains_through_scattermoe(tmp_path, base_model):
+    adapters = {}
+    for name, keys in {"eager": {}, "scattermoe": {"use_scattermoe": True}}.items():
+        cfg = run_config(tmp_path / name, base_model, adapter="lora", lora_r=4,
+                         lora_target_modules=["q_proj"],
+                         lora_target_parameters=["mlp.experts.gate_up_proj",
+                                                 "mlp.experts.down_proj"], **keys)  # fmt: skip
+        train(load_config(cfg))
+        adapters[name] = load_file(str(Path(cfg["output_dir"]) / "adapter_model.safetensors"))
+    assert any("experts" in key for key in adapters["eager"])
+    for key, value in adapters["eager"].items():
+        torch.testing.assert_close(
+            adapters["scattermoe"][key], value, rtol=1e-3, atol=1e-4, msg=key
+        )

@@ -9,6 +9,11 @@ The token-expert pairs are sorted by expert; the first grouped linear reads each
 state in place (gathered inside the kernel), the family's gate (``_apply_gate``: SwiGLU, GEGLU,
 ...) runs on the sorted rows, the second grouped linear projects back, and the weighted rows are
 summed into their tokens.
+
+LoRA on the expert parameters (peft's ``target_parameters``) runs through the same grouped
+products: when peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each
+projection adds ``scaling * (x @ rhs[e].T) @ lhs[e].T`` and the per-expert delta weights are never
+formed. Otherwise (several adapters at once) peft's merged weight is used as it is.
 """
 
 from __future__ import annotations
@@ -47,15 +52,38 @@ def sort_by_expert(top_k_index: torch.Tensor, num_experts: int):
     return order // top_k_index.shape[-1], order, offsets
 
 
+def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
+    """Parameter ``name`` without LoRA and peft's factors proxy for it, or ``(weight, None)``."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module, name):
+        chain = module.parametrizations[name]
+        proxy = chain[0]
+        factors = all(hasattr(proxy, attribute) for attribute in ("lhs", "rhs", "scaling"))
+        if len(chain) == 1 and factors and proxy.lhs.shape[:-1] == chain.original.shape[:-1]:
+            return chain.original, proxy
+    return getattr(module, name), None
+
+
+def _project(module: Any, name: str, x: torch.Tensor, offsets: torch.Tensor,
+             gather: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    weight, lora = _base_and_lora(module, name)
+    out = grouped_linear(x, weight, offsets, gather)
+    if lora is not None:
+        low_rank = grouped_linear(x, lora.rhs, offsets, gather)
+        out = out + lora.scaling * grouped_linear(low_rank, lora.lhs, offsets)
+    return out
+
+
 def scattermoe_experts_forward(
     self: Any, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
     """The experts of one MoE block over ``hidden_states [S, H]`` (see the module docstring)."""
-    num_experts = self.gate_up_proj.shape[0]
+    num_experts = _base_and_lora(self, "gate_up_proj")[0].shape[0]
     tokens, slots, offsets = sort_by_expert(top_k_index, num_experts)
-    gate_up = grouped_linear(hidden_states, self.gate_up_proj, offsets, tokens)
+    gate_up = _project(self, "gate_up_proj", hidden_states, offsets, tokens)
     activated = self._apply_gate(gate_up)
-    out = grouped_linear(activated, self.down_proj, offsets)
+    out = _project(self, "down_proj", activated, offsets, None)
     out = out * top_k_weights.reshape(-1)[slots, None].to(out.dtype)
     final = torch.zeros_like(hidden_states)
     return final.index_add_(0, tokens, out.to(final.dtype))

@@ -84,7 +84,7 @@ class GroupedLinear(torch.autograd.Function):
             if triton:
                 from ftcore_moe_kernels.kernels import grouped_weight_grad
 
-                dweight = grouped_weight_grad(x, grad, offsets, gather, weight.shape)
+                dweight = grouped_weight_grad(x, grad, offsets, gather, weight.shape, weight.dtype)
             else:
                 dweight = reference_weight_grad(x, grad, offsets.tolist(), gather, weight.shape)
             dweight = dweight.to(weight.dtype)
@@ -93,6 +93,7 @@ class GroupedLinear(torch.autograd.Function):
 
 def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
                    gather: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """See :class:`GroupedLinear`; ``offsets`` has ``E + 1`` entries, the last the row count."""
-    rows = int(offsets[-1]) if gather is None else gather.numel()
+    """See :class:`GroupedLinear`; ``offsets`` has ``E + 1`` entries, the last the row count
+    (``len(gather)`` rows, or all of ``x``'s rows when there is no gather)."""
+    rows = x.shape[0] if gather is None else gather.numel()
     return GroupedLinear.apply(x, weight, offsets, gather, rows)

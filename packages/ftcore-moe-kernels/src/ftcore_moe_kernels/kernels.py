@@ -5,17 +5,41 @@ belong to one expert; input rows are gathered by index inside the kernel. ``grou
 each program accumulates one ``BLOCK_N x BLOCK_K`` tile of one expert's weight gradient over that
 expert's rows. Weights are read through their strides, so the transposed weight of the backward
 pass is a view, not a copy.
+
+The table of row tiles is built on the device (no host sync per call): the grid is sized for the
+most tiles the rows can need, ``rows / BLOCK_M + experts``, and the programs past the real tiles
+return at once. Tile widths and pipelining are autotuned per problem shape on the GPU.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-BLOCK_M, BLOCK_N, BLOCK_K = 64, 64, 32
+BLOCK_M = 64
 
 
+def _configs(
+    names: tuple[str, str], shapes: list[tuple[int, int, int, int]]
+) -> list[triton.Config]:
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU tests: one small shape
+        shapes = [(32, 32, 1, 1)]
+    return [triton.Config({names[0]: a, names[1]: b}, num_warps=w, num_stages=st)
+            for a, b, w, st in shapes]  # fmt: skip
+
+
+_MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
+    (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 4),
+])  # fmt: skip
+_WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
+    (64, 64, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4),
+])  # fmt: skip
+
+
+@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER"])
 @triton.jit
 def _grouped_mm_kernel(
     x_ptr, w_ptr, y_ptr, gather_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
@@ -23,9 +47,11 @@ def _grouped_mm_kernel(
     GATHER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     block = tl.program_id(0)
-    expert = tl.load(block_expert_ptr + block).to(tl.int64)
     start = tl.load(block_start_ptr + block)
     end = tl.load(block_end_ptr + block)
+    if start >= end:  # past the last real tile
+        return
+    expert = tl.load(block_expert_ptr + block).to(tl.int64)
     rows = start + tl.arange(0, BLOCK_M)
     row_mask = rows < end
     if GATHER:
@@ -46,6 +72,7 @@ def _grouped_mm_kernel(
              acc.to(y_ptr.dtype.element_ty), mask=row_mask[:, None] & (cols[None, :] < N))  # fmt: skip
 
 
+@triton.autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "GATHER"])
 @triton.jit
 def _grouped_weight_grad_kernel(
     x_ptr, g_ptr, dw_ptr, gather_ptr, offsets_ptr, N, K,
@@ -72,20 +99,25 @@ def _grouped_weight_grad_kernel(
         acc += tl.dot(tl.trans(g), x)
     expert64 = expert.to(tl.int64)
     tl.store(dw_ptr + expert64 * stride_de + cols[:, None] * stride_dn + inner[None, :] * stride_dk,
-             acc, mask=(cols[:, None] < N) & (inner[None, :] < K))  # fmt: skip
+             acc.to(dw_ptr.dtype.element_ty), mask=(cols[:, None] < N) & (inner[None, :] < K))  # fmt: skip
 
 
-def _blocks(offsets: torch.Tensor, block_m: int):
-    """Per tile of rows: its expert, first row and end row (tiles never span two experts)."""
-    bounds = offsets.tolist()
-    experts, starts, ends = [], [], []
-    for expert in range(len(bounds) - 1):
-        for start in range(bounds[expert], bounds[expert + 1], block_m):
-            experts.append(expert)
-            starts.append(start)
-            ends.append(bounds[expert + 1])
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.int32, device=offsets.device)  # noqa: E731
-    return as_tensor(experts), as_tensor(starts), as_tensor(ends)
+def _blocks(offsets: torch.Tensor, rows: int, block_m: int):
+    """Per tile of rows: its expert, first row and end row (tiles never span two experts).
+
+    Computed on the device for ``rows / block_m + experts`` tiles, the most there can be; the
+    unused tail has ``start == end``.
+    """
+    experts = offsets.numel() - 1
+    counts = offsets[1:] - offsets[:-1]
+    first_tile = torch.zeros_like(offsets)
+    first_tile[1:] = torch.cumsum((counts + block_m - 1) // block_m, 0)
+    tile = torch.arange(rows // block_m + experts, device=offsets.device)
+    expert = (torch.searchsorted(first_tile[1:], tile, right=True)).clamp_max(experts - 1)
+    start = offsets[expert] + (tile - first_tile[expert]) * block_m
+    end = offsets[expert + 1]
+    start = torch.minimum(start, end)  # tiles past the last real one: empty
+    return expert.to(torch.int32), start.to(torch.int32), end.to(torch.int32)
 
 
 def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
@@ -95,28 +127,32 @@ def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
     y = x.new_empty(rows, n)
     if rows == 0:
         return y
-    experts, starts, ends = _blocks(offsets, BLOCK_M)
-    grid = (experts.numel(), triton.cdiv(n, BLOCK_N))
+    experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
+    grid = lambda meta: (experts.numel(), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
     _grouped_mm_kernel[grid](
         x, weight, y, gather if gather is not None else starts, experts, starts, ends, n, k,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), weight.stride(2),
-        y.stride(0), y.stride(1),
-        GATHER=gather is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        y.stride(0), y.stride(1), GATHER=gather is not None, BLOCK_M=BLOCK_M,
     )  # fmt: skip
     return y
 
 
 def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
-                        gather: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:  # fmt: skip
-    """``dweight[e] = grad[rows of e].T @ x[src(rows of e)]`` in float32; ``shape`` is [E, N, K]."""
+                        gather: torch.Tensor | None, shape: torch.Size,
+                        dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
+    """``dweight[e] = grad[rows of e].T @ x[src(rows of e)]``, summed in float32 and stored in
+    ``dtype``; ``shape`` is [E, N, K]. Every tile is written (zeros for an expert without rows)."""
     n_experts, n, k = shape
-    dweight = torch.zeros(shape, dtype=torch.float32, device=x.device)
+    dweight = torch.empty(shape, dtype=dtype, device=x.device)
     offsets32 = offsets.to(torch.int32)
-    grid = (n_experts, triton.cdiv(n, BLOCK_N), triton.cdiv(k, BLOCK_K))
+
+    def grid(meta):
+        return n_experts, triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
+
     _grouped_weight_grad_kernel[grid](
         x, grad, dweight, gather if gather is not None else offsets32, offsets32, n, k,
         x.stride(0), x.stride(1), grad.stride(0), grad.stride(1),
         dweight.stride(0), dweight.stride(1), dweight.stride(2),
-        GATHER=gather is not None, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        GATHER=gather is not None, BLOCK_M=BLOCK_M,
     )  # fmt: skip
     return dweight

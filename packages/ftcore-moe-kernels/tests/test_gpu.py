@@ -1,0 +1,69 @@
+"""The Triton kernels on the GPU in bf16: against the reference and against transformers' grouped_mm,
+forward and backward, with and without expert LoRA (skipped in CI)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from test_models import tiny
+
+from ftcore.testing import loss_and_gradients, relative_error
+from ftcore_moe_kernels import grouped
+from ftcore_moe_kernels.experts import register, sort_by_expert
+from ftcore_moe_kernels.models import apply_experts_implementation
+
+pytestmark = pytest.mark.gpu
+
+
+def run(backend, monkeypatch, x, w, offsets, gather, g):
+    monkeypatch.setattr(grouped, "BACKEND", backend)
+    x = x.detach().requires_grad_(True)
+    w = w.detach().requires_grad_(True)
+    y = grouped.grouped_linear(x, w, offsets, gather)
+    return (y, *torch.autograd.grad(y, (x, w), g))
+
+
+@pytest.mark.parametrize("routing", ["uniform", "skewed"])
+@pytest.mark.parametrize(("hidden", "out"), [(2048, 1536), (768, 2048)])
+def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monkeypatch):
+    torch.manual_seed(0)
+    tokens, experts, top_k = 4096, 128, 8
+    x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(experts, out, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
+    logits = torch.randn(tokens, experts, device="cuda")
+    if routing == "skewed":  # most tokens go to a few experts; many experts get none
+        logits[:, :8] += 6.0
+    index = logits.topk(top_k, -1).indices
+    token_of_slot, _, offsets = sort_by_expert(index, experts)
+    g = torch.randn(token_of_slot.numel(), out, device="cuda", dtype=torch.bfloat16)
+    expected = run("reference", monkeypatch, x, w, offsets, token_of_slot, g)
+    got = run("triton", monkeypatch, x, w, offsets, token_of_slot, g)
+    for name, a, b in zip(("output", "dx", "dweight"), got, expected):
+        assert relative_error(a, b) < 1e-2, name
+
+
+def bf16_model(lora: bool):
+    register()
+    model = tiny("qwen3_moe", hidden_size=256, moe_intermediate_size=128, num_experts=16,
+                 num_experts_per_tok=4, vocab_size=1024)  # fmt: skip
+    if lora:
+        config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
+                            target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"])  # fmt: skip
+        model = get_peft_model(model, config)
+    return model.to("cuda", torch.bfloat16)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_scattermoe_matches_grouped_mm_in_bf16(lora):
+    model = bf16_model(lora)
+    ids = torch.randint(3, 1000, (4, 256), device="cuda")
+    inputs = {"input_ids": ids, "labels": ids}
+    apply_experts_implementation(model, "grouped_mm")
+    plain, plain_grads = loss_and_gradients(model, inputs)
+    apply_experts_implementation(model, "scattermoe")
+    patched, grads = loss_and_gradients(model, inputs)
+    torch.testing.assert_close(patched.loss.float(), plain.loss.float(), rtol=1e-2, atol=1e-2)
+    assert grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        assert relative_error(grads[name], grad) < 5e-2, name

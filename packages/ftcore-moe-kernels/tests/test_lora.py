@@ -1,0 +1,62 @@
+"""LoRA on the expert parameters (peft ``target_parameters``) runs through the grouped products
+with the adapter's factors: the same loss and adapter gradients as eager, no delta weights formed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from test_models import tiny
+
+from ftcore.testing import loss_and_gradients
+from ftcore_moe_kernels import grouped
+from ftcore_moe_kernels.experts import register
+from ftcore_moe_kernels.models import apply_experts_implementation
+
+EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+
+
+def lora_model(model_type: str):
+    register()
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        target_parameters=EXPERT_PARAMETERS, init_lora_weights=False)  # fmt: skip
+    return get_peft_model(tiny(model_type, num_hidden_layers=1), config)
+
+
+def poison_folded_weights(monkeypatch):
+    """Make peft's folded expert weights (``W + scaling * lhs @ rhs``) all NaN from now on.
+
+    peft still folds once when it registers the parametrization (a shape check of torch's); a
+    forward that reads the folded weight gives NaN, one that uses the factors does not.
+    """
+    layer = pytest.importorskip("peft.tuners.lora.layer")
+    if not hasattr(layer, "_LoraFactorsProxy"):
+        pytest.skip("this peft folds expert LoRA into the weight; nothing to avoid")
+    monkeypatch.setattr(layer._LoraFactorsProxy, "forward",
+                        lambda self, W: torch.full_like(W, float("nan")))  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "mixtral"])
+def test_expert_lora_matches_eager_without_forming_delta_weights(model_type, backend, monkeypatch):
+    monkeypatch.setattr(grouped, "BACKEND", backend)
+    model = lora_model(model_type)
+    ids = torch.randint(3, 100, (2, 10))
+    inputs = {"input_ids": ids, "labels": ids}
+    plain, plain_grads = loss_and_gradients(model, inputs)
+    assert any("lora" in name and "experts" in name for name in plain_grads)
+    poison_folded_weights(monkeypatch)
+    apply_experts_implementation(model, "scattermoe")
+    patched, grads = loss_and_gradients(model, inputs)
+    torch.testing.assert_close(patched.loss, plain.loss, rtol=1e-4, atol=1e-5)
+    assert grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_eager_does_read_the_folded_weights(monkeypatch):
+    """The poison of the test above reaches a forward that uses peft's folded weights."""
+    model = lora_model("qwen3_moe")
+    poison_folded_weights(monkeypatch)
+    ids = torch.randint(3, 100, (1, 6))
+    assert model(input_ids=ids, labels=ids).loss.isnan()
