@@ -51,7 +51,10 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    """A union whose errors pydantic tags by member (``X | None`` alone is not tagged)."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return False
+    return len([arg for arg in typing.get_args(annotation) if arg is not type(None)]) > 1
 
 
 def _walk(
