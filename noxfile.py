@@ -18,8 +18,9 @@ CONSTRAINTS = ROOT / "constraints.txt"
 REPORTS = ROOT / ".ci-reports"
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
 INTEGRATIONS = [name for name in PACKAGES if name != "ftcore"]
-# Core extras that add a feature rather than an integration package: `ftcore inference --gradio`.
-FEATURE_EXTRAS = {"gradio"}
+# Core extras that add a feature rather than an integration package: `ftcore inference --gradio`,
+# the `deepspeed:` key.
+FEATURE_EXTRAS = {"gradio", "deepspeed"}
 DEV_TOOLS = ["pytest", "hatchling", "build", "ruff"]
 # Bounds of the development environment, beyond each package's own ranges: llmcompressor 0.14 pins
 # transformers>=5.15,<=5.17 and torch<=2.14; torch 2.13.0 is the CPU build CI installs.

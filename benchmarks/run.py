@@ -97,8 +97,14 @@ VARIANTS = {
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "kd-chunk4096": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 4096},
+    # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1
+    "ddp2": {"plugins": [], "nproc": 2},
+    "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},
     "diffusion": {
         "plugins": ["diffusion"],
+        # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1
+        "ddp2": {"plugins": [], "nproc": 2},
+        "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},
         "diffusion": {"mask_token_id": 128000, "generate_samples": False},
     },
 }
@@ -135,16 +141,18 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
         "max_steps": args.warmup + args.steps, "logging_steps": args.warmup + args.steps, "save_steps": 100000,
         "datasets": [{"path": "unused-random-tokens"}], "output_dir": str(work / name),
         "plugins": ["benchmarks.random_tokens", "benchmarks.step_timer", *variant["plugins"]],
-        **scenario["train"], **{k: v for k, v in variant.items() if k not in ("plugins", "env")},
+        **scenario["train"], **{k: v for k, v in variant.items() if k not in ("plugins", "env", "nproc")},
     }  # fmt: skip
     config = work / f"{name}.yml"
     config.write_text(json.dumps(cfg))
     out = work / f"{name}.json"
+    nproc = variant.get("nproc", 1)
     env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
-           "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"]),
+           "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"] * nproc),
            **variant.get("env", {})}  # fmt: skip
-    subprocess.run([sys.executable, "-m", "ftcore", "train", str(config)], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    launch = ["--nproc", str(nproc)] if nproc > 1 else []
+    subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     return json.loads(out.read_text())
 
 
@@ -200,6 +208,11 @@ def report(args: argparse.Namespace, scenario: dict, names: list[str], results: 
     reference = results[names[0]]
     for result in results.values():
         result["tokens_per_s_ratio"] = result["tokens_per_s"] / reference["tokens_per_s"]
+        processes = result.get("processes", 1)
+        if processes > 1 and reference.get("processes", 1) == 1:  # tokens/s per GPU vs 1 GPU
+            result["scaling_efficiency"] = result["tokens_per_s"] / (
+                processes * reference["tokens_per_s"]
+            )
         peak = reference["peak_memory_gib"]
         result["peak_memory_ratio"] = result["peak_memory_gib"] / peak if peak else None
     return {

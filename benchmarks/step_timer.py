@@ -1,7 +1,8 @@
 """A local plugin for benchmarks: CUDA-synchronised step times and peak memory, written to JSON.
 
-``plugins: [benchmarks.step_timer]``; ``BENCH_WARMUP`` steps are left out; the result goes to
-``BENCH_OUT``.
+``plugins: [benchmarks.step_timer]``; ``BENCH_WARMUP`` steps are left out; rank 0 writes the
+result to ``BENCH_OUT``. Under several processes, tokens/s counts every process's tokens and peak
+memory is rank 0's GPU.
 """
 
 from __future__ import annotations
@@ -48,12 +49,17 @@ def ftcore_callbacks(cfg, model):
                 self.last_loss = float(logs["loss"])
 
         def on_train_end(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            processes = int(os.environ.get("WORLD_SIZE", "1"))
             tokens = cfg.micro_batch_size * cfg.gradient_accumulation_steps * cfg.sequence_len
             median = sorted(self.times)[len(self.times) // 2]
             result = {
+                "processes": processes,
                 "steps_timed": len(self.times),
                 "median_step_s": median,
-                "tokens_per_s": tokens / median,
+                "tokens_per_s": processes * tokens / median,
+                "tokens_per_s_per_gpu": tokens / median,
                 "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
                 "last_loss": self.last_loss,
             }

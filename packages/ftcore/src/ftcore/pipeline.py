@@ -75,6 +75,8 @@ def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     from ftcore.saving import publish, staging_dir
 
     trainer.model.config.use_cache = True  # for whoever generates with the saved model
+    if getattr(trainer, "is_fsdp_enabled", False):  # checkpoints may be sharded; the model is not
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     staging = staging_dir(output_dir) if is_main_process() else output_dir / ".ftcore-final.tmp"
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(staging))
@@ -128,7 +130,7 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
-    from ftcore.training.checkpoints import resolve_resume
+    from ftcore.training.checkpoints import check_resumable_here, resolve_resume
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
@@ -168,6 +170,8 @@ def _train(loaded: Any) -> dict[str, Any]:
     host.post_trainer_create(cfg, trainer)
 
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
+    if resume and cfg.deepspeed is not None:
+        check_resumable_here(resume, world_size())
     if resume:
         log.info("ftcore: resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -25,6 +25,7 @@ BUILTIN_COMMANDS = {
     "validate": "ftcore.cli.run:validate",
     "inference": "ftcore.cli.model:inference",
     "merge-lora": "ftcore.cli.model:merge_lora",
+    "consolidate": "ftcore.cli.model:consolidate",
     "config": "ftcore.cli.config:config",
     "plugins": "ftcore.cli.plugins:plugins",
 }

@@ -80,3 +80,22 @@ def merge_lora(config_path: str, overrides: tuple[str, ...], output: str | None)
 
     target = merge_adapter(load(config_path, overrides).cfg, output)
     click.echo(f"merged model saved to {target}")
+
+
+@click.command(context_settings=OVERRIDE_SETTINGS)
+@config_argument
+@click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
+@overrides_argument
+@click.option("--output", help="Folder for the model (default: <checkpoint>-consolidated).")
+def consolidate(
+    config_path: str, checkpoint: str, overrides: tuple[str, ...], output: str | None
+) -> None:
+    """Turn CHECKPOINT of a sharded run (FSDP2, DeepSpeed ZeRO) into a normal model folder.
+
+    CONFIG is the run's config: it builds the model (and adapter) the weights go into.
+    """
+    from ftcore.consolidate import consolidate as run_consolidate
+
+    target = output or f"{checkpoint.rstrip('/')}-consolidated"
+    written = run_consolidate(load(config_path, overrides, for_run=False), checkpoint, target)
+    click.echo(f"consolidated model: {written}")

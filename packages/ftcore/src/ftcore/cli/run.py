@@ -35,13 +35,39 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 @click.command(context_settings=OVERRIDE_SETTINGS)
 @config_argument
 @overrides_argument
-def train(config_path: str, overrides: tuple[str, ...]) -> None:
+@click.option("--nproc", type=int, help="Processes (GPUs) on this node; starts them with torchrun.")
+@click.option("--nnodes", type=int, default=1, show_default=True, help="Nodes of the run.")
+@click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank.")
+@click.option("--master-addr", help="Address of node 0 (with --nnodes > 1).")
+@click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
+def train(
+    config_path: str,
+    overrides: tuple[str, ...],
+    nproc: int | None,
+    nnodes: int,
+    node_rank: int,
+    master_addr: str | None,
+    master_port: int,
+) -> None:
     """Fine-tune the model that CONFIG describes.
 
-    Overrides are written key=value or --key value (dotted for nested keys). Runs unchanged under
-    ``accelerate launch`` and ``torchrun``.
+    Overrides are written key=value or --key value (dotted for nested keys). ``--nproc N`` runs
+    on N GPUs of this node through torchrun (DDP, or FSDP2 / DeepSpeed as the config says); the
+    same command also runs unchanged under ``accelerate launch`` and ``torchrun``.
     """
     from ftcore.dist import is_main_process
+
+    if nproc is not None:
+        from ftcore.launch import Launch, run_under_torchrun
+
+        launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
+        launch.check()
+        load(config_path, overrides)  # config errors once, before any process starts
+        status = run_under_torchrun(launch, ["train", config_path, *overrides])
+        if status:
+            raise click.exceptions.Exit(status)
+        return
+
     from ftcore.pipeline import train as run_training
 
     metrics = run_training(load(config_path, overrides))

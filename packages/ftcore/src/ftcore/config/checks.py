@@ -9,6 +9,7 @@ from ftcore.config.names import OPTIMIZERS, SCHEDULERS, TRACKERS
 from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES
 from ftcore.errors import Problem
 from ftcore.suggest import did_you_mean
+from ftcore.training.parallel import parallel_problems
 
 _GRPO_ONLY = ("num_generations", "temperature", "reward_funcs", "reward_weights", "use_vllm")
 
@@ -102,7 +103,7 @@ def run_problems(cfg: Any) -> list[Problem]:
 
 def core_problems(cfg: Any) -> list[Problem]:
     """Problems between core keys that no single field can see."""
-    problems = _dataset_problems(cfg) + _name_problems(cfg)
+    problems = _dataset_problems(cfg) + _name_problems(cfg) + parallel_problems(cfg)
     if cfg.val_set_size >= 1 and not float(cfg.val_set_size).is_integer():
         problems.append(
             Problem(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ftcore.suggest import did_you_mean
@@ -142,6 +142,57 @@ class TrlConfig(StrictModel):
         default_factory=dict,
         description="Any other field of the TRL config class, passed as is.",
     )
+
+
+class FSDPConfig(StrictModel):
+    """The ``fsdp_config:`` block: PyTorch FSDP2 through accelerate (one process per GPU).
+
+    Keys may carry transformers' and Axolotl's ``fsdp_`` prefix (``fsdp_offload_params``).
+    """
+
+    version: Literal[2] = Field(2, description="FSDP version; only FSDP2 (`fully_shard`).")
+    reshard_after_forward: bool = Field(
+        True,
+        description="Free the gathered parameters after each layer's forward (full shard, ZeRO-3 "
+        "like); `false` keeps them until the backward (less communication, more memory).",
+    )
+    auto_wrap_policy: Literal["TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"] = Field(
+        "TRANSFORMER_BASED_WRAP", description="How the model is split into FSDP units."
+    )
+    transformer_layer_cls_to_wrap: list[str] | None = Field(
+        None,
+        description="Layer classes that become FSDP units (`LlamaDecoderLayer`); default: the "
+        "model's `_no_split_modules`.",
+    )
+    min_num_params: int = Field(
+        0, ge=0, description="With `SIZE_BASED_WRAP`: parameters per FSDP unit."
+    )
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each wrapped layer's activations in the backward pass."
+    )
+    cpu_offload: bool = Field(
+        False, description="Keep parameters, gradients and optimizer states in CPU memory."
+    )
+    state_dict_type: Literal["SHARDED_STATE_DICT", "FULL_STATE_DICT"] = Field(
+        "SHARDED_STATE_DICT",
+        description="Checkpoint format: sharded (each rank writes its part; resumable on another "
+        "number of GPUs) or full (gathered on rank 0). The final model is always saved full.",
+    )
+    cpu_ram_efficient_loading: bool = Field(
+        False, description="Load the weights on rank 0 only and broadcast them (large models)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_prefixed_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        renamed = {(k[5:] if k.startswith("fsdp_") else k): v for k, v in data.items()}
+        if "offload_params" in renamed:
+            renamed["cpu_offload"] = renamed.pop("offload_params")
+        if isinstance(renamed.get("transformer_layer_cls_to_wrap"), str):
+            renamed["transformer_layer_cls_to_wrap"] = [renamed["transformer_layer_cls_to_wrap"]]
+        return renamed
 
 
 class CoreConfig(StrictModel):
@@ -283,6 +334,18 @@ class CoreConfig(StrictModel):
         None, description="A checkpoint folder, or `auto` for the newest complete one."
     )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
+
+    # ---- more than one GPU
+    fsdp_config: FSDPConfig | None = Field(
+        None,
+        description="Shard the model with FSDP2 across the processes of the run (`ftcore train "
+        "--nproc N`); see docs/multi-gpu.md.",
+    )
+    deepspeed: str | dict[str, Any] | None = Field(
+        None,
+        description="DeepSpeed ZeRO: a preset (`zero1`, `zero2`, `zero3`, `zero3_offload`), a "
+        "JSON file, or the config inline; needs the `deepspeed` package.",
+    )
 
     # ---- preference and RL training
     rl: Literal["dpo", "kto", "orpo", "grpo"] | None = Field(

@@ -8,6 +8,7 @@ from typing import Any
 
 from ftcore.dist import has_accelerator
 from ftcore.errors import FtcoreError
+from ftcore.training.parallel import parallel_arguments
 
 log = logging.getLogger("ftcore")
 
@@ -97,6 +98,7 @@ def training_arguments(
         args["tf32"] = True
     if not has_accelerator():
         args["use_cpu"] = True  # also makes torchrun/accelerate use gloo across CPU processes
+    args.update(parallel_arguments(cfg))
     args.update(extra or {})
     for key, value in host.training_args(cfg).items():
         if key in args and args[key] != value:

@@ -1,0 +1,90 @@
+"""``ftcore consolidate``: a sharded checkpoint (FSDP2 or DeepSpeed ZeRO) made into a normal model.
+
+The shards are merged with the libraries that wrote them (torch distributed checkpoint through
+accelerate, DeepSpeed's ``zero_to_fp32``), loaded into the model the config builds (so an adapter
+run gives an adapter again), and saved with ``save_pretrained`` and the tokenizer, into a staging
+folder that only becomes the output once complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import FtcoreError
+
+log = logging.getLogger("ftcore")
+
+
+def sharded_state_dict(checkpoint: Path) -> dict[str, Any]:
+    """The full state dict of a sharded checkpoint folder (``checkpoint-N``)."""
+    fsdp = sorted(checkpoint.glob("pytorch_model_fsdp_*"))
+    if fsdp:
+        from accelerate.utils import merge_fsdp_weights
+        from safetensors.torch import load_file
+
+        with tempfile.TemporaryDirectory() as merged:
+            merge_fsdp_weights(str(fsdp[0]), merged, safe_serialization=True)
+            files = sorted(Path(merged).glob("*.safetensors"))
+            state: dict[str, Any] = {}
+            for file in files:
+                state.update(load_file(str(file)))
+            return state
+    if any(checkpoint.glob("global_step*")):
+        try:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        except ImportError:
+            raise FtcoreError(
+                f"{checkpoint} is a DeepSpeed checkpoint; consolidating it needs the deepspeed "
+                'package: pip install "ftcore[deepspeed]"'
+            ) from None
+        return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
+    if any(checkpoint.glob("*.safetensors")):
+        raise FtcoreError(f"{checkpoint} already holds full weights; nothing to consolidate")
+    raise FtcoreError(
+        f"{checkpoint} has no sharded weights (pytorch_model_fsdp_0/ of FSDP or global_step*/ of "
+        "DeepSpeed); give a checkpoint-N folder of a sharded run"
+    )
+
+
+def _strip_wrappers(key: str) -> str:
+    for prefix in ("_orig_mod.", "module."):
+        key = key.removeprefix(prefix)
+    return key
+
+
+def load_into(model: Any, state: dict[str, Any]) -> int:
+    """Copy ``state`` into ``model``; every key must belong to it. Returns how many were loaded."""
+    expected = model.state_dict()
+    state = {_strip_wrappers(key): value for key, value in state.items()}
+    unknown = sorted(set(state) - set(expected))
+    if unknown:
+        raise FtcoreError(
+            f"the checkpoint has {len(unknown)} weights the config's model does not "
+            f"(first: {unknown[0]}); consolidate with the config that trained it"
+        )
+    model.load_state_dict(state, strict=False)
+    return len(state)
+
+
+def consolidate(loaded: Any, checkpoint: str, output: str) -> Path:
+    """Write the model of ``checkpoint`` as ``save_pretrained`` would, to ``output``."""
+    from ftcore.modeling import load_model, load_tokenizer
+    from ftcore.saving import publish, staging_dir
+
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        raise FtcoreError(f"checkpoint {checkpoint} is not a folder")
+    state = sharded_state_dict(folder)
+    cfg = loaded.cfg.model_copy(update={"fsdp_config": None, "deepspeed": None})
+    tokenizer = load_tokenizer(cfg)
+    model = load_model(cfg, tokenizer, loaded.host)
+    count = load_into(model, state)
+    staging = staging_dir(output)
+    model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    publish(staging, output)
+    log.info("ftcore: consolidated %d tensors of %s into %s", count, folder, output)
+    return Path(output)

@@ -1,0 +1,72 @@
+"""``ftcore train --nproc N``: start the run under torchrun (``torch.distributed.run``).
+
+torchrun starts one process per GPU, sets ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``, and each process
+runs ``python -m ftcore train`` with the same arguments; accelerate then sets up DDP, FSDP2 or
+DeepSpeed from the config. On one node the rendezvous is local (``--standalone``, a free port);
+across nodes every node runs the same command with its ``--node-rank`` and the address and port of
+node 0.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from ftcore.errors import FtcoreError
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where the processes of a run go."""
+
+    nproc: int
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int = 29500
+
+    def check(self) -> None:
+        if self.nproc < 1 or self.nnodes < 1:
+            raise FtcoreError("--nproc and --nnodes must be at least 1")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise FtcoreError(f"--node-rank must be in 0..{self.nnodes - 1}, got {self.node_rank}")
+        if self.nnodes > 1 and not self.master_addr:
+            raise FtcoreError(
+                "--nnodes > 1 needs --master-addr: the address of node 0, which every node reaches"
+            )
+        if "LOCAL_RANK" in os.environ:
+            raise FtcoreError(
+                "this process was already started by torchrun or accelerate launch; drop --nproc"
+            )
+
+    def torchrun_arguments(self) -> list[str]:
+        arguments = [f"--nproc-per-node={self.nproc}", f"--nnodes={self.nnodes}"]
+        if self.nnodes == 1:
+            return [*arguments, "--standalone"]
+        return [
+            *arguments,
+            f"--node-rank={self.node_rank}",
+            f"--master-addr={self.master_addr}",
+            f"--master-port={self.master_port}",
+        ]
+
+
+def torchrun_command(launch: Launch, command: list[str]) -> list[str]:
+    """The command line that runs ``python -m ftcore <command>`` in every process."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *launch.torchrun_arguments(),
+        "-m",
+        "ftcore",
+        *command,
+    ]
+
+
+def run_under_torchrun(launch: Launch, command: list[str]) -> int:
+    """Run ``ftcore <command>`` in ``launch.nproc`` processes on this node; their exit status."""
+    launch.check()
+    return subprocess.run(torchrun_command(launch, command), check=False).returncode
