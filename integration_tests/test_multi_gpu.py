@@ -65,11 +65,6 @@ def test_fsdp2_trains_saves_consolidates_and_resumes_on_one_gpu(tmp_path, base_m
     assert "checkpoint-4" in log and step_of(out / "checkpoint-6") == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="H200, 2026-11-30: CUDA illegal memory access in cut_cross_entropy's indexed_neg_dot "
-    "kernel under FSDP2 + LoRA (benchmarks/results/gpu-tests-multi-gpu-2026-11-30.json)",
-)
 def test_fsdp2_runs_lora_with_the_cce_and_liger_kernels(tmp_path, base_model):
     path = config(tmp_path, base_model, plugins=["cce", "liger"], liger_rope=True,
                   liger_rms_norm=True, liger_glu_activation=True, adapter="lora",

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers.loss.loss_utils import ForCausalLMLoss
 
+from ftcore.modeling import lm_head_weight
 from ftcore_cce.loss import causal_lm_loss
 
 
@@ -64,3 +65,29 @@ def test_no_logits_tensor_is_kept_for_backward():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         causal_lm_loss(hidden, weight, labels)
     assert max(saved) < tokens * vocab / 4
+
+
+def test_a_weight_left_sharded_by_fsdp2_is_gathered(tmp_path):
+    """Under FSDP2 the lm_head's forward does not run, so its weight arrives as a sharded DTensor."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        torch.manual_seed(0)
+        hidden = torch.randn(2, 40, 16, requires_grad=True)
+        weight = torch.randn(50, 16)
+        labels = torch.randint(0, 50, (2, 40))
+        head = torch.nn.Linear(16, 50, bias=False)
+        head.weight = torch.nn.Parameter(distribute_tensor(weight, mesh, [Shard(0)]))
+        got = causal_lm_loss(hidden, lm_head_weight(head), labels)
+        got.backward()
+        plain = weight.clone().requires_grad_(True)
+        expected = reference(hidden.detach(), plain, labels)
+        expected.backward()
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(head.weight.grad.full_tensor(), plain.grad)
+    finally:
+        dist.destroy_process_group()

@@ -231,7 +231,9 @@ def lm_head_weight(head: Any) -> Any:
     """The weight an lm_head applies, seen through peft's ``modules_to_save`` wrapper.
 
     For plugins that compute the loss from hidden states. A LoRA adapter on the lm_head itself
-    cannot be folded into one weight here and is refused.
+    cannot be folded into one weight here and is refused. Under FSDP2 the weight is a sharded
+    DTensor whenever the lm_head's own forward is not running (the loss reads the weight instead of
+    calling the module); it is gathered here, and its gradient is reduce-scattered back.
     """
     if hasattr(head, "modules_to_save") and hasattr(head, "active_adapters"):
         active = [name for name in head.active_adapters if name in head.modules_to_save]
@@ -244,7 +246,8 @@ def lm_head_weight(head: Any) -> Any:
             "a loss computed from hidden states needs a plain lm_head: train it through "
             "lora_modules_to_save, not as a LoRA target"
         )
-    return head.weight
+    weight = head.weight
+    return weight.full_tensor() if hasattr(weight, "full_tensor") else weight
 
 
 #: Config attributes with which a model rescales its logits (Cohere, Granite) beyond soft-capping.
