@@ -30,6 +30,12 @@ PER_FAMILY = {
     "qwen3_next": {"layer_types": ["full_attention", "full_attention"]},
     "deepseek_v3": {"head_dim": 8},
     "phimoe": {"router_jitter_noise": 0.0, "input_jitter_noise": 0.0},
+    "gemma4_text": {
+        "enable_moe_block": True,
+        "top_k_experts": 2,
+        "global_head_dim": 16,
+        "layer_types": ["full_attention", "full_attention"],
+    },
 }
 
 

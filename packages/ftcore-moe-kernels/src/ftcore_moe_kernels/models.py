@@ -8,8 +8,9 @@ from ftcore.errors import FtcoreError
 
 #: Families whose MoE blocks are tested equal to transformers' (outputs and gradients).
 TESTED_MODEL_TYPES = (
-    "deepseek_v2", "deepseek_v3", "ernie4_5_moe", "glm4_moe", "granitemoe", "hunyuan_v1_moe",
-    "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "qwen3_next",
+    "deepseek_v2", "deepseek_v3", "ernie4_5_moe", "gemma4_text", "glm4_moe", "granitemoe",
+    "hunyuan_v1_moe", "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe",
+    "qwen3_next",
 )  # fmt: skip
 
 
@@ -19,8 +20,12 @@ def experts_modules(model: Any) -> list[Any]:
 
 
 def apply_experts_implementation(model: Any, name: str) -> int:
-    """Switch ``model`` to experts implementation ``name``; returns how many blocks use it."""
+    """Switch ``model`` to experts implementation ``name``; returns how many blocks use it.
+
+    With ``scattermoe`` the routers also compute through :mod:`ftcore_moe_kernels.routing`.
+    """
     from ftcore_moe_kernels.experts import NAME, unsupported_reason
+    from ftcore_moe_kernels.routing import install_routing
 
     model_type = getattr(model.config, "model_type", "?")
     modules = experts_modules(model)
@@ -36,5 +41,6 @@ def apply_experts_implementation(model: Any, name: str) -> int:
                 f"scattermoe does not support the experts of {model_type}: {'; '.join(reasons)} "
                 "(it needs concatenated gate/up projections without bias)"
             )
+        install_routing(model)
     model.set_experts_implementation(name)
     return len(modules)
