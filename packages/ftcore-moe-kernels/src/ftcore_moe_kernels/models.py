@@ -14,6 +14,10 @@ TESTED_MODEL_TYPES = (
 )  # fmt: skip
 
 
+#: The experts implementations of this package; both route through the shared strategies.
+KERNELS = ("scattermoe", "sonicmoe")
+
+
 def experts_modules(model: Any) -> list[Any]:
     """The experts modules transformers dispatches through its ExpertsInterface."""
     return [m for m in model.modules() if hasattr(m, "is_concatenated") and hasattr(m, "has_gate")]
@@ -22,7 +26,8 @@ def experts_modules(model: Any) -> list[Any]:
 def apply_experts_implementation(model: Any, name: str) -> int:
     """Switch ``model`` to experts implementation ``name``; returns how many blocks use it.
 
-    With ``scattermoe`` the routers also compute through :mod:`ftcore_moe_kernels.routing`.
+    With either kernel (``scattermoe``, ``sonicmoe``) the routers also compute through
+    :mod:`ftcore_moe_kernels.routing`.
     """
     from ftcore_moe_kernels.experts import NAME, unsupported_reason
     from ftcore_moe_kernels.routing import install_routing
@@ -41,6 +46,7 @@ def apply_experts_implementation(model: Any, name: str) -> int:
                 f"scattermoe does not support the experts of {model_type}: {'; '.join(reasons)} "
                 "(it needs concatenated gate/up projections without bias)"
             )
+    if name in KERNELS:
         install_routing(model)
     model.set_experts_implementation(name)
     return len(modules)

@@ -7,10 +7,9 @@ from typing import Any
 
 from ftcore import hookimpl
 from ftcore.claims import Claim, ModelPart
+from ftcore_moe_kernels.models import KERNELS
 
 log = logging.getLogger("ftcore")
-
-CUSTOM = ("scattermoe", "sonicmoe")
 
 
 def chosen_implementation(cfg: Any) -> str | None:
@@ -49,7 +48,7 @@ class MoEKernelsPlugin:
     @hookimpl
     def ftcore_model_claims(self, cfg):
         """A custom kernel replaces the MoE experts."""
-        if chosen_implementation(cfg) in CUSTOM:
+        if chosen_implementation(cfg) in KERNELS:
             key = (
                 "use_scattermoe"
                 if cfg.use_scattermoe
