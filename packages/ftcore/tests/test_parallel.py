@@ -4,6 +4,7 @@ of ``ftcore train --nproc``, a real 2-process gloo run on the CPU, and ``ftcore 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,19 +115,37 @@ def test_launch_commands_for_one_node_and_for_a_cluster(monkeypatch):
         Launch(2).check()
 
 
-def cli(*args, cwd=None):
+def cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "ftcore", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)  # fmt: skip
+                          text=True, cwd=cwd, env=env, timeout=600)  # fmt: skip
+
+
+RANK_RECORDER = """
+import os
+from pathlib import Path
+
+from ftcore import hookimpl
+
+
+class RankRecorder:
+    @hookimpl
+    def ftcore_post_model_load(self, cfg, model, tokenizer):
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / f"hook-rank-{os.environ.get('RANK', 'single')}").write_text("ran")
+"""
 
 
 def test_two_gloo_processes_train_save_once_and_resume_on_one(tmp_path, base_model):
-    cfg = run_config(tmp_path, base_model)
+    (tmp_path / "rank_recorder.py").write_text(RANK_RECORDER)
+    cfg = run_config(tmp_path, base_model, plugins=["rank_recorder:RankRecorder"])
     path = tmp_path / "run.yml"
     path.write_text(json.dumps(cfg))
-    result = cli("train", path, "--nproc", 2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = cli("train", path, "--nproc", 2, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("train_loss:") == 1  # rank 0 reports
     out = Path(cfg["output_dir"])
+    assert sorted(p.name for p in out.glob("hook-rank-*")) == ["hook-rank-0", "hook-rank-1"]
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     # 4 updates of 2 processes x 2 rows: the epoch counts both processes' rows
     rows = len(data.addition_rows(2))
@@ -138,7 +157,7 @@ def test_two_gloo_processes_train_save_once_and_resume_on_one(tmp_path, base_mod
     assert not (out / ".ftcore-final.tmp").exists()
     manifest = json.loads((out / "ftcore_run.json").read_text())
     assert manifest["metrics"]["train_loss"] > 0
-    resumed = cli("train", path, "max_steps=6", "resume_from_checkpoint=auto")
+    resumed = cli("train", path, "max_steps=6", "resume_from_checkpoint=auto", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-4" in resumed.stderr
     final = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
