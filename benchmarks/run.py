@@ -102,9 +102,6 @@ VARIANTS = {
     "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},
     "diffusion": {
         "plugins": ["diffusion"],
-        # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1
-        "ddp2": {"plugins": [], "nproc": 2},
-        "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},
         "diffusion": {"mask_token_id": 128000, "generate_samples": False},
     },
 }

@@ -67,27 +67,41 @@ def test_no_logits_tensor_is_kept_for_backward():
     assert max(saved) < tokens * vocab / 4
 
 
-def test_a_weight_left_sharded_by_fsdp2_is_gathered(tmp_path):
-    """Under FSDP2 the lm_head's forward does not run, so its weight arrives as a sharded DTensor."""
+def _sharded_head_rank(rank: int, world: int, store_path: str) -> None:
     import torch.distributed as dist
     from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
 
-    store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank,
+                            world_size=world)  # fmt: skip
     try:
-        mesh = init_device_mesh("cpu", (1,))
+        mesh = init_device_mesh("cpu", (world,))
         torch.manual_seed(0)
-        hidden = torch.randn(2, 40, 16, requires_grad=True)
-        weight = torch.randn(50, 16)
-        labels = torch.randint(0, 50, (2, 40))
+        weight = torch.randn(50, 16)  # the same on every rank
         head = torch.nn.Linear(16, 50, bias=False)
         head.weight = torch.nn.Parameter(distribute_tensor(weight, mesh, [Shard(0)]))
-        got = causal_lm_loss(hidden, lm_head_weight(head), labels)
-        got.backward()
-        plain = weight.clone().requires_grad_(True)
-        expected = reference(hidden.detach(), plain, labels)
-        expected.backward()
-        torch.testing.assert_close(got, expected)
-        torch.testing.assert_close(head.weight.grad.full_tensor(), plain.grad)
+        hidden, labels = _rank_batch(rank)  # different data on each rank
+        causal_lm_loss(hidden, lm_head_weight(head), labels).backward()
+        grad = head.weight.grad.full_tensor()
+        local = []  # what plain data parallelism gives: the mean of the ranks' gradients
+        for other in range(world):
+            plain = weight.clone().requires_grad_(True)
+            other_hidden, other_labels = _rank_batch(other)
+            reference(other_hidden, plain, other_labels).backward()
+            local.append(plain.grad)
+        torch.testing.assert_close(grad, torch.stack(local).mean(0))
     finally:
         dist.destroy_process_group()
+
+
+def _rank_batch(rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(100 + rank)
+    hidden = torch.randn(2, 40, 16, generator=generator)
+    return hidden, torch.randint(0, 50, (2, 40), generator=generator)
+
+
+def test_a_weight_left_sharded_by_fsdp2_is_gathered_and_its_gradient_averaged(tmp_path):
+    """Under FSDP2 the lm_head's forward does not run, so its weight arrives as a sharded DTensor:
+    two gloo processes with different data get the data-parallel mean gradient on their shards."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sharded_head_rank, args=(2, str(tmp_path / "store")), nprocs=2, join=True)

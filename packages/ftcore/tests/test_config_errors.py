@@ -301,3 +301,16 @@ def test_a_run_needs_a_model_data_and_folders(tmp_path):
         f"output_dir: {afile} is a file; give a folder",
     ]
     load_config({}, for_run=False)  # inspecting a partial config is fine
+
+
+def test_lora_on_parameters_needs_lora_without_dropout():
+    message = error_of(
+        {"lora_target_parameters": ["mlp.experts.gate_up_proj"], "lora_dropout": 0.1}
+    )
+    assert "lora_target_parameters: needs adapter: lora" in message
+    assert "lora_dropout: must be 0 with lora_target_parameters" in message
+
+
+def test_unknown_key_inside_an_optional_block_names_its_path():
+    message = error_of({"fsdp_config": {"cpu_ofload": True}})
+    assert "fsdp_config.cpu_ofload: unknown key (did you mean 'cpu_offload'?)" in message

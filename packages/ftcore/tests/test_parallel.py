@@ -79,7 +79,12 @@ def test_deepspeed_presets_files_and_inline_configs(tmp_path, base_model, monkey
         ({"deepspeed": "zero9"}, "neither a preset"),
         ({"deepspeed": {"zero_optimization": {"stage": 4}}}, "must be 0, 1, 2 or 3"),
         ({"fsdp_config": {"version": 1}}, "fsdp_config.version"),
-        ({"fsdp_config": {"reshard": True}}, "fsdp_config.reshard"),
+        ({"fsdp_config": {"fsdp_reshard": True}}, "fsdp_config.fsdp_reshard: unknown key"),
+        (
+            {"fsdp_config": {"cpu_offload": True, "fsdp_offload_params": False}},
+            "cpu_offload and fsdp_offload_params set the same key; keep one",
+        ),
+        ({"fsdp_config": {}, "adapter": "qlora", "load_in_4bit": True}, "use adapter: lora"),
     ],
 )
 def test_impossible_multi_gpu_configs_are_config_errors(tmp_path, base_model, keys, message):
@@ -106,6 +111,8 @@ def test_launch_commands_for_one_node_and_for_a_cluster(monkeypatch):
         "--master-addr=10.0.0.1",
         "--master-port=29400",
     ]
+    pinned = Launch(2, master_port=29600).torchrun_arguments()
+    assert pinned[2:] == ["--node-rank=0", "--master-addr=127.0.0.1", "--master-port=29600"]
     with pytest.raises(FtcoreError, match="needs --master-addr"):
         Launch(8, nnodes=2).check()
     with pytest.raises(FtcoreError, match=r"--node-rank must be in 0\.\.1"):
@@ -133,6 +140,14 @@ class RankRecorder:
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / f"hook-rank-{os.environ.get('RANK', 'single')}").write_text("ran")
 """
+
+
+def test_cluster_options_without_nproc_are_an_error(tmp_path, base_model):
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(run_config(tmp_path, base_model)))
+    result = cli("train", path, "--nnodes", 2)
+    assert result.returncode == 2
+    assert "--nnodes, --node-rank, --master-addr and --master-port need --nproc" in result.stderr
 
 
 def test_two_gloo_processes_train_save_once_and_resume_on_one(tmp_path, base_model):
@@ -182,10 +197,28 @@ def test_a_distributed_checkpoint_consolidates_into_a_normal_model(tmp_path, bas
     assert result.returncode == 0, result.stderr[-3000:]
     target = tmp_path / "out" / "checkpoint-2-consolidated"
     saved = load_file(str(target / "model.safetensors"))
-    for name, value in trained.state_dict().items():
-        if name in saved:
-            torch.testing.assert_close(saved[name], value, msg=name)
+    assert {name for name, _ in trained.named_parameters()} <= set(saved)
+    for name, value in saved.items():
+        torch.testing.assert_close(value, trained.state_dict()[name], msg=name)
     assert (target / "config.json").is_file() and (target / "tokenizer.json").is_file()
+
+
+def test_a_checkpoint_without_some_trained_weights_is_refused(tmp_path, base_model):
+    import torch.distributed.checkpoint as dcp
+    from transformers import AutoModelForCausalLM
+
+    state = AutoModelForCausalLM.from_pretrained(base_model).state_dict()
+    state.pop("model.norm.weight")
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    dcp.save({"model": state}, checkpoint_id=str(checkpoint / "pytorch_model_fsdp_0"))
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(run_config(tmp_path, base_model)))
+    result = cli("consolidate", path, checkpoint)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (
+        "lacks 1 trained weights of the config's model (first: model.norm.weight)" in result.stderr
+    )
+    assert not (tmp_path / "out" / "checkpoint-2-consolidated").exists()
 
 
 def test_consolidating_a_normal_checkpoint_is_a_clear_error(tmp_path, base_model):

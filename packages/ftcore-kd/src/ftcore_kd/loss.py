@@ -104,15 +104,18 @@ class _Settings(NamedTuple):
     with_grad: bool
 
 
-# Which implementation makes the vocabulary-wide passes of a chunk: "auto" (Triton on CUDA when
-# triton is installed, PyTorch otherwise), "triton" or "torch". Tests set it.
-ROW_KERNELS = "auto"
+#: Which implementation makes the vocabulary-wide passes of a chunk: ``auto`` (Triton on CUDA
+#: when triton is installed, PyTorch otherwise); ``triton`` or ``reference`` force one (tests).
+BACKEND = "auto"
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+# mm/addmm with a float32 output for bfloat16 inputs (CUDA) arrived in torch 2.8.
+_HAS_MM_OUT_DTYPE = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 8)
 
 
 def _use_triton(logits: torch.Tensor) -> bool:
-    if ROW_KERNELS != "auto":
-        return ROW_KERNELS == "triton"
-    return logits.is_cuda and importlib.util.find_spec("triton") is not None
+    if BACKEND != "auto":
+        return BACKEND == "triton"
+    return logits.is_cuda and _HAS_TRITON
 
 
 def _topk_part(
@@ -172,7 +175,7 @@ def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings, w
     z = logits.gather(-1, positions).float()
     if s.softcap is not None:
         z = torch.tanh(z / s.softcap) * s.softcap
-    ce = (log_z - z[:, -1]).sum()
+    ce = (log_z - z[:, -1]).sum() if s.ce_scale else z.new_zeros(())
     student = z[:, :-1] / s.temperature - log_z_t[:, None]
     kd, grad_topk = _topk_part(student, teacher_logprobs, valid, s.beta, s.normalize_topk)
     if not with_grad:
@@ -196,7 +199,7 @@ def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings, w
 
 def _accumulate_weight_grad(grad_weight, grad_logits, h):
     """``grad_weight += grad_logits.T @ h`` in float32, without a float32 temporary on CUDA."""
-    if grad_logits.is_cuda and grad_logits.dtype != torch.float32:
+    if grad_logits.is_cuda and grad_logits.dtype != torch.float32 and _HAS_MM_OUT_DTYPE:
         torch.addmm(grad_weight, grad_logits.T, h, out_dtype=torch.float32, out=grad_weight)
     else:
         grad_weight += (grad_logits.T @ h).float()

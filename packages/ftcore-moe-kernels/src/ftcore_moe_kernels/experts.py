@@ -46,7 +46,8 @@ def sort_by_expert(top_k_index: torch.Tensor, num_experts: int):
     """The token of each expert-sorted slot, each slot's place in ``top_k``, and expert offsets."""
     flat = top_k_index.reshape(-1)
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=num_experts)
+    # scatter_add, not bincount: bincount sizes its output from max() on the host (a sync)
+    counts = flat.new_zeros(num_experts).scatter_add_(0, flat, torch.ones_like(flat))
     offsets = torch.zeros(num_experts + 1, dtype=torch.int64, device=flat.device)
     offsets[1:] = torch.cumsum(counts, 0)
     return order // top_k_index.shape[-1], order, offsets

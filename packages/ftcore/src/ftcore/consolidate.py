@@ -18,18 +18,21 @@ from ftcore.errors import FtcoreError
 log = logging.getLogger("ftcore")
 
 
-def sharded_state_dict(checkpoint: Path) -> dict[str, Any]:
-    """The full state dict of a sharded checkpoint folder (``checkpoint-N``)."""
+def sharded_state_dict(checkpoint: Path, scratch: Path) -> dict[str, Any]:
+    """The full state dict of a sharded checkpoint folder (``checkpoint-N``).
+
+    FSDP shards are merged into one file under ``scratch`` (next to the output, not the system
+    temporary folder, which may be too small for a large model) and read back.
+    """
     fsdp = sorted(checkpoint.glob("pytorch_model_fsdp_*"))
     if fsdp:
         from accelerate.utils import merge_fsdp_weights
         from safetensors.torch import load_file
 
-        with tempfile.TemporaryDirectory() as merged:
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".ftcore-merge-") as merged:
             merge_fsdp_weights(str(fsdp[0]), merged, safe_serialization=True)
-            files = sorted(Path(merged).glob("*.safetensors"))
             state: dict[str, Any] = {}
-            for file in files:
+            for file in sorted(Path(merged).glob("*.safetensors")):
                 state.update(load_file(str(file)))
             return state
     if any(checkpoint.glob("global_step*")):
@@ -56,15 +59,30 @@ def _strip_wrappers(key: str) -> str:
 
 
 def load_into(model: Any, state: dict[str, Any]) -> int:
-    """Copy ``state`` into ``model``; every key must belong to it. Returns how many were loaded."""
+    """Copy ``state`` into ``model``: every key must belong to it, every trained weight must be
+    there, shapes must agree. Returns how many tensors were loaded."""
     expected = model.state_dict()
     state = {_strip_wrappers(key): value for key, value in state.items()}
+    advice = "consolidate with the config that trained this checkpoint"
     unknown = sorted(set(state) - set(expected))
     if unknown:
         raise FtcoreError(
             f"the checkpoint has {len(unknown)} weights the config's model does not "
-            f"(first: {unknown[0]}); consolidate with the config that trained it"
+            f"(first: {unknown[0]}); {advice}"
         )
+    trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    missing = sorted(trained - set(state))
+    if missing:
+        raise FtcoreError(
+            f"the checkpoint lacks {len(missing)} trained weights of the config's model "
+            f"(first: {missing[0]}); {advice}"
+        )
+    for name, value in state.items():
+        if tuple(value.shape) != tuple(expected[name].shape):
+            raise FtcoreError(
+                f"{name} is {tuple(value.shape)} in the checkpoint and "
+                f"{tuple(expected[name].shape)} in the config's model; {advice}"
+            )
     model.load_state_dict(state, strict=False)
     return len(state)
 
@@ -77,7 +95,8 @@ def consolidate(loaded: Any, checkpoint: str, output: str) -> Path:
     folder = Path(checkpoint)
     if not folder.is_dir():
         raise FtcoreError(f"checkpoint {checkpoint} is not a folder")
-    state = sharded_state_dict(folder)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    state = sharded_state_dict(folder, Path(output).parent)
     cfg = loaded.cfg.model_copy(update={"fsdp_config": None, "deepspeed": None})
     tokenizer = load_tokenizer(cfg)
     model = load_model(cfg, tokenizer, loaded.host)

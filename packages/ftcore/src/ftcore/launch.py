@@ -4,7 +4,7 @@ torchrun starts one process per GPU, sets ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``
 runs ``python -m ftcore train`` with the same arguments; accelerate then sets up DDP, FSDP2 or
 DeepSpeed from the config. On one node the rendezvous is local (``--standalone``, a free port);
 across nodes every node runs the same command with its ``--node-rank`` and the address and port of
-node 0.
+node 0 (default port 29500).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Launch:
     nnodes: int = 1
     node_rank: int = 0
     master_addr: str | None = None
-    master_port: int = 29500
+    master_port: int | None = None
 
     def check(self) -> None:
         if self.nproc < 1 or self.nnodes < 1:
@@ -43,13 +43,13 @@ class Launch:
 
     def torchrun_arguments(self) -> list[str]:
         arguments = [f"--nproc-per-node={self.nproc}", f"--nnodes={self.nnodes}"]
-        if self.nnodes == 1:
-            return [*arguments, "--standalone"]
+        if self.nnodes == 1 and self.master_port is None:
+            return [*arguments, "--standalone"]  # a free local port
         return [
             *arguments,
             f"--node-rank={self.node_rank}",
-            f"--master-addr={self.master_addr}",
-            f"--master-port={self.master_port}",
+            f"--master-addr={self.master_addr or '127.0.0.1'}",
+            f"--master-port={self.master_port or 29500}",
         ]
 
 

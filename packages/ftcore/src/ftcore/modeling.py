@@ -233,7 +233,8 @@ def lm_head_weight(head: Any) -> Any:
     For plugins that compute the loss from hidden states. A LoRA adapter on the lm_head itself
     cannot be folded into one weight here and is refused. Under FSDP2 the weight is a sharded
     DTensor whenever the lm_head's own forward is not running (the loss reads the weight instead of
-    calling the module); it is gathered here, and its gradient is reduce-scattered back.
+    calling the module); it is gathered here, and its gradient is averaged over the ranks and
+    scattered back to the shards, as FSDP2 does with the gradients it reduces itself.
     """
     if hasattr(head, "modules_to_save") and hasattr(head, "active_adapters"):
         active = [name for name in head.active_adapters if name in head.modules_to_save]
@@ -247,7 +248,11 @@ def lm_head_weight(head: Any) -> Any:
             "lora_modules_to_save, not as a LoRA target"
         )
     weight = head.weight
-    return weight.full_tensor() if hasattr(weight, "full_tensor") else weight
+    if not hasattr(weight, "full_tensor"):
+        return weight
+    from torch.distributed.tensor import Partial
+
+    return weight.full_tensor(grad_placements=[Partial("avg")] * weight.device_mesh.ndim)
 
 
 #: Config attributes with which a model rescales its logits (Cohere, Granite) beyond soft-capping.

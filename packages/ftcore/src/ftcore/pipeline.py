@@ -135,6 +135,9 @@ def _train(loaded: Any) -> dict[str, Any]:
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
     output_dir = Path(cfg.output_dir)
+    resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
+    if resume and cfg.deepspeed is not None:  # before the data and the model take their time
+        check_resumable_here(resume, world_size())
     set_seed(cfg.seed)
     tokenizer, data = prepare_data(loaded)
     train_set, eval_set = data.train, data.eval
@@ -169,9 +172,6 @@ def _train(loaded: Any) -> dict[str, Any]:
     trainer.ftcore_save_total_limit = cfg.save_total_limit
     host.post_trainer_create(cfg, trainer)
 
-    resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
-    if resume and cfg.deepspeed is not None:
-        check_resumable_here(resume, world_size())
     if resume:
         log.info("ftcore: resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ftcore.errors import FtcoreError
+
 OVERRIDE_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 config_argument = click.argument(
@@ -39,7 +41,7 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 @click.option("--nnodes", type=int, default=1, show_default=True, help="Nodes of the run.")
 @click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank.")
 @click.option("--master-addr", help="Address of node 0 (with --nnodes > 1).")
-@click.option("--master-port", type=int, default=29500, show_default=True, help="Port on node 0.")
+@click.option("--master-port", type=int, help="Port on node 0 (default 29500 across nodes).")
 def train(
     config_path: str,
     overrides: tuple[str, ...],
@@ -47,7 +49,7 @@ def train(
     nnodes: int,
     node_rank: int,
     master_addr: str | None,
-    master_port: int,
+    master_port: int | None,
 ) -> None:
     """Fine-tune the model that CONFIG describes.
 
@@ -57,11 +59,12 @@ def train(
     """
     from ftcore.dist import is_main_process
 
+    if nproc is None and (nnodes != 1 or node_rank or master_addr or master_port):
+        raise FtcoreError("--nnodes, --node-rank, --master-addr and --master-port need --nproc")
     if nproc is not None:
         from ftcore.launch import Launch, run_under_torchrun
 
         launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
-        launch.check()
         load(config_path, overrides)  # config errors once, before any process starts
         status = run_under_torchrun(launch, ["train", config_path, *overrides])
         if status:

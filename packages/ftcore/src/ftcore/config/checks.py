@@ -121,6 +121,16 @@ def core_problems(cfg: Any) -> list[Problem]:
         problems.append(Problem("sample_packing", f"is not supported with rl: {cfg.rl}; remove it"))
     if cfg.bf16 is True and cfg.fp16:
         problems.append(Problem("fp16", "bf16 and fp16 are both true; choose one"))
+    if cfg.lora_target_parameters and cfg.adapter != "lora":
+        problems.append(Problem("lora_target_parameters", "needs adapter: lora"))
+    if cfg.lora_target_parameters and cfg.lora_dropout:
+        problems.append(
+            Problem(
+                "lora_dropout",
+                "must be 0 with lora_target_parameters (peft cannot apply dropout to LoRA on "
+                "parameters); set lora_dropout: 0",
+            )
+        )
     if cfg.adapter == "qlora" and cfg.load_in_8bit:
         problems.append(Problem("load_in_8bit", "adapter: qlora loads 4-bit weights; remove it"))
     return problems

@@ -187,11 +187,19 @@ class FSDPConfig(StrictModel):
     def _accept_prefixed_names(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        renamed = {(k[5:] if k.startswith("fsdp_") else k): v for k, v in data.items()}
-        if "offload_params" in renamed:
-            renamed["cpu_offload"] = renamed.pop("offload_params")
-        if isinstance(renamed.get("transformer_layer_cls_to_wrap"), str):
-            renamed["transformer_layer_cls_to_wrap"] = [renamed["transformer_layer_cls_to_wrap"]]
+        renamed: dict[str, Any] = {}
+        written: dict[str, str] = {}
+        for key, value in data.items():
+            name = key.removeprefix("fsdp_")
+            name = "cpu_offload" if name == "offload_params" else name
+            if name not in cls.model_fields:
+                name = key  # unknown: reported under the name the user wrote
+            if name in written:
+                raise ValueError(f"{written[name]} and {key} set the same key; keep one")
+            written[name] = key
+            if name == "transformer_layer_cls_to_wrap" and isinstance(value, str):
+                value = [value]
+            renamed[name] = value
         return renamed
 
 

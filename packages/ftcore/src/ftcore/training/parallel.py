@@ -90,7 +90,13 @@ def parallel_problems(cfg: Any) -> list[Problem]:
             )
         )
     if cfg.fsdp_config is not None and cfg.adapter == "qlora":
-        problems.append(Problem("adapter", "qlora's 4-bit weights cannot be sharded by FSDP2"))
+        problems.append(
+            Problem(
+                "adapter",
+                "qlora's 4-bit weights cannot be sharded by FSDP2; use adapter: lora, or "
+                "deepspeed: zero3 instead of fsdp_config",
+            )
+        )
     if cfg.deepspeed is not None:
         try:
             deepspeed_config(cfg.deepspeed)
