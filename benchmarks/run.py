@@ -97,7 +97,9 @@ VARIANTS = {
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "kd-chunk4096": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 4096},
-    # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1
+    # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1, or
+    # with `torchrun1`, the same single process started by torchrun (its OMP_NUM_THREADS=1 too)
+    "torchrun1": {"plugins": [], "nproc": 1},
     "ddp2": {"plugins": [], "nproc": 2},
     "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},
     "diffusion": {
@@ -147,7 +149,7 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
     env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
            "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"] * nproc),
            **variant.get("env", {})}  # fmt: skip
-    launch = ["--nproc", str(nproc)] if nproc > 1 else []
+    launch = ["--nproc", str(nproc)] if "nproc" in variant else []
     subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT, env=env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     return json.loads(out.read_text())
