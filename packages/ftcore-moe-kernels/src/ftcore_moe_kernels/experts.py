@@ -66,9 +66,9 @@ def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
     return getattr(module, name), None
 
 
-def _project(module: Any, name: str, x: torch.Tensor, offsets: torch.Tensor,
+def _project(weight: torch.Tensor, lora: Any, x: torch.Tensor, offsets: torch.Tensor,
              gather: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-    weight, lora = _base_and_lora(module, name)
+    """``x @ weight[e].T`` per expert, plus the LoRA term when ``lora`` holds peft's factors."""
     out = grouped_linear(x, weight, offsets, gather)
     if lora is not None:
         low_rank = grouped_linear(x, lora.rhs, offsets, gather)
@@ -80,11 +80,11 @@ def scattermoe_experts_forward(
     self: Any, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
 ) -> torch.Tensor:
     """The experts of one MoE block over ``hidden_states [S, H]`` (see the module docstring)."""
-    num_experts = _base_and_lora(self, "gate_up_proj")[0].shape[0]
-    tokens, slots, offsets = sort_by_expert(top_k_index, num_experts)
-    gate_up = _project(self, "gate_up_proj", hidden_states, offsets, tokens)
+    gate_up_weight, gate_up_lora = _base_and_lora(self, "gate_up_proj")
+    tokens, slots, offsets = sort_by_expert(top_k_index, gate_up_weight.shape[0])
+    gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, offsets, tokens)
     activated = self._apply_gate(gate_up)
-    out = _project(self, "down_proj", activated, offsets, None)
+    out = _project(*_base_and_lora(self, "down_proj"), activated, offsets, None)
     out = out * top_k_weights.reshape(-1)[slots, None].to(out.dtype)
     final = torch.zeros_like(hidden_states)
     return final.index_add_(0, tokens, out.to(final.dtype))

@@ -39,6 +39,16 @@ _WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
 ])  # fmt: skip
 
 
+@triton.jit
+def _source_rows(gather_ptr, rows, row_mask, GATHER: tl.constexpr):
+    """The input row each of ``rows`` reads: gathered by index, or the row itself."""
+    if GATHER:
+        source = tl.load(gather_ptr + rows, mask=row_mask, other=0).to(tl.int64)
+    else:
+        source = rows.to(tl.int64)
+    return source
+
+
 @triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER"])
 @triton.jit
 def _grouped_mm_kernel(
@@ -54,10 +64,7 @@ def _grouped_mm_kernel(
     expert = tl.load(block_expert_ptr + block).to(tl.int64)
     rows = start + tl.arange(0, BLOCK_M)
     row_mask = rows < end
-    if GATHER:
-        source = tl.load(gather_ptr + rows, mask=row_mask, other=0).to(tl.int64)
-    else:
-        source = rows.to(tl.int64)
+    source = _source_rows(gather_ptr, rows, row_mask, GATHER)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     inner = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -88,10 +95,7 @@ def _grouped_weight_grad_kernel(
     for m0 in range(start, end, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
         row_mask = rows < end
-        if GATHER:
-            source = tl.load(gather_ptr + rows, mask=row_mask, other=0).to(tl.int64)
-        else:
-            source = rows.to(tl.int64)
+        source = _source_rows(gather_ptr, rows, row_mask, GATHER)
         g = tl.load(g_ptr + rows[:, None] * stride_gm + cols[None, :] * stride_gn,
                     mask=row_mask[:, None] & (cols[None, :] < N), other=0.0)  # fmt: skip
         x = tl.load(x_ptr + source[:, None] * stride_xm + inner[None, :] * stride_xk,
