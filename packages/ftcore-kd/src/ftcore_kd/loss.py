@@ -101,7 +101,7 @@ class _Settings(NamedTuple):
     normalize_topk: bool
     chunk: int
     softcap: float | None
-    with_grad: bool
+    with_grad: bool  # gradients are formed (training); false in evaluation
 
 
 #: Which implementation makes the vocabulary-wide passes of a chunk: ``auto`` (Triton on CUDA
@@ -137,17 +137,17 @@ def _topk_part(
     return kd.detach(), grad_topk
 
 
-def _chunk_torch(logits, targets, ids, teacher_logprobs, valid, s: _Settings, with_grad):
+def _chunk_torch(logits, targets, ids, teacher_logprobs, valid, s: _Settings):
     """``(CE sum, KD sum, gradient on the logits or None)`` by float32 PyTorch passes."""
     logits = logits.float()
     if s.softcap is not None:  # as the model does (gemma2): the loss sees capped logits
         logits = torch.tanh(logits / s.softcap).mul_(s.softcap)
-    grad_logits = torch.zeros_like(logits) if with_grad else None
+    grad_logits = torch.zeros_like(logits) if s.with_grad else None
     ce = logits.new_zeros(())
     if s.ce_scale:
         log_z = torch.logsumexp(logits, -1, keepdim=True)
         ce = (log_z[:, 0] - logits.gather(-1, targets[:, None])[:, 0]).sum()
-        if with_grad:
+        if s.with_grad:
             grad_logits += (logits - log_z).exp_()
             grad_logits.scatter_add_(-1, targets[:, None], torch.full_like(log_z, -1.0))
             grad_logits *= s.ce_scale
@@ -155,7 +155,7 @@ def _chunk_torch(logits, targets, ids, teacher_logprobs, valid, s: _Settings, wi
     log_z_t = torch.logsumexp(scaled, -1, keepdim=True)
     student = scaled.gather(-1, ids) - log_z_t
     kd, grad_topk = _topk_part(student, teacher_logprobs, valid, s.beta, s.normalize_topk)
-    if not with_grad:
+    if not s.with_grad:
         return ce, kd, None
     # d s_j / d logits = (onehot_j - softmax(logits / T)) / T
     probs = (scaled - log_z_t).exp_()
@@ -166,7 +166,7 @@ def _chunk_torch(logits, targets, ids, teacher_logprobs, valid, s: _Settings, wi
     return ce, kd, grad_logits
 
 
-def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings, with_grad):
+def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings):
     """As :func:`_chunk_torch`; the gradient overwrites ``logits`` (see :mod:`ftcore_kd.rowwise`)."""
     from ftcore_kd.rowwise import log_normalizers, write_dense_gradient
 
@@ -178,7 +178,7 @@ def _chunk_triton(logits, targets, ids, teacher_logprobs, valid, s: _Settings, w
     ce = (log_z - z[:, -1]).sum() if s.ce_scale else z.new_zeros(())
     student = z[:, :-1] / s.temperature - log_z_t[:, None]
     kd, grad_topk = _topk_part(student, teacher_logprobs, valid, s.beta, s.normalize_topk)
-    if not with_grad:
+    if not s.with_grad:
         return ce, kd, None
     kd_coef = s.kd_scale / s.temperature
     dense_kd = kd_coef * grad_topk.sum(-1)
@@ -210,11 +210,11 @@ class _FusedKD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, teacher_ids, teacher_logprobs, kd_mask, s):
-        with_grad = s.with_grad and (hidden.requires_grad or weight.requires_grad)
-        grad_hidden = torch.zeros_like(hidden) if with_grad and hidden.requires_grad else None
+        s = s._replace(with_grad=s.with_grad and (hidden.requires_grad or weight.requires_grad))
+        grad_hidden = torch.zeros_like(hidden) if s.with_grad and hidden.requires_grad else None
         grad_weight = (
             torch.zeros_like(weight, dtype=torch.float32)
-            if with_grad and weight.requires_grad
+            if s.with_grad and weight.requires_grad
             else None
         )
         sums = torch.zeros(2, device=hidden.device, dtype=torch.float32)
@@ -225,7 +225,7 @@ class _FusedKD(torch.autograd.Function):
             chunk = _chunk_triton if _use_triton(logits) else _chunk_torch
             valid = torch.isfinite(teacher_logprobs[piece]) & kd_mask[piece, None]
             ce, kd, grad_logits = chunk(logits, targets[piece], teacher_ids[piece].clamp_min(0),
-                                        teacher_logprobs[piece], valid, s, with_grad)  # fmt: skip
+                                        teacher_logprobs[piece], valid, s)  # fmt: skip
             sums[0] += ce
             sums[1] += kd
             if grad_logits is None:
