@@ -1,3 +1,3 @@
 """Cut Cross Entropy for ftcore (torch is imported only inside hooks)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
