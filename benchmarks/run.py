@@ -98,7 +98,7 @@ VARIANTS = {
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "kd-chunk4096": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 4096},
     # more than one GPU (issue 14): DDP and FSDP2 over 2 processes; compare with `ftcore` on 1, or
-    # with `torchrun1`, the same single process started by torchrun (its OMP_NUM_THREADS=1 too)
+    # with `torchrun1`, the same single process started by torchrun
     "torchrun1": {"plugins": [], "nproc": 1},
     "ddp2": {"plugins": [], "nproc": 2},
     "fsdp2": {"plugins": [], "nproc": 2, "fsdp_config": {"reshard_after_forward": True}},

@@ -230,13 +230,70 @@ def test_consolidating_a_normal_checkpoint_is_a_clear_error(tmp_path, base_model
     assert "Traceback" not in result.stderr
 
 
-def test_a_zero_checkpoint_of_another_world_size_is_refused_before_training(tmp_path):
-    from ftcore.training.checkpoints import check_resumable_here
-
-    step = tmp_path / "checkpoint-4" / "global_step4"
+def zero_checkpoint(root: Path, processes: int) -> Path:
+    """The files DeepSpeed writes for a ZeRO checkpoint (empty: only their names are read)."""
+    step = root / "checkpoint-4" / "global_step4"
     step.mkdir(parents=True)
-    for rank in range(2):
+    (step.parent / "latest").write_text("global_step4")
+    for rank in range(processes):
         (step / f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
-    check_resumable_here(str(step.parent), 2)
-    with pytest.raises(FtcoreError, match=r"of 2 processes and this run has 1.*--nproc 2"):
-        check_resumable_here(str(step.parent), 1)
+    return step.parent
+
+
+def fake_ds_to_universal(tmp_path: Path, monkeypatch, body: str) -> None:
+    """DeepSpeed's conversion script stood in for (DeepSpeed does not install on CI's CPUs)."""
+    module = tmp_path / "fake" / "deepspeed" / "checkpoint" / "ds_to_universal.py"
+    module.parent.mkdir(parents=True)
+    for package in (module.parent, module.parent.parent):
+        (package / "__init__.py").write_text("")
+    module.write_text(f"import sys\nfrom pathlib import Path\nargs = sys.argv[1:]\n{body}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+
+
+def test_a_zero_checkpoint_of_another_world_size_loads_as_a_universal_checkpoint(tmp_path):
+    from ftcore.training.universal import needs_universal, universal_loading, zero_world_size
+
+    checkpoint = str(zero_checkpoint(tmp_path, 2))
+    assert zero_world_size(checkpoint) == 2
+    assert not needs_universal(checkpoint, 2) and needs_universal(checkpoint, 1)
+    assert not needs_universal(str(tmp_path), 1)  # not a ZeRO checkpoint
+    config = universal_loading({"zero_optimization": {"stage": 3}, "checkpoint": {"tag": "x"}})
+    assert config["checkpoint"] == {"tag": "x", "load_universal": True}
+    assert universal_loading("zero3")["checkpoint"] == {"load_universal": True}
+
+
+def test_the_universal_checkpoint_is_published_only_once_complete(tmp_path, monkeypatch):
+    from ftcore.training.universal import LATEST, write_universal
+
+    checkpoint = zero_checkpoint(tmp_path, 2)
+    fake_ds_to_universal(tmp_path, monkeypatch, "raise SystemExit('ran out of disk')")
+    with pytest.raises(FtcoreError, match="resume on the number of GPUs that wrote it"):
+        write_universal(str(checkpoint))
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["global_step4", "latest"]
+
+    fake_ds_to_universal(
+        tmp_path / "ok",
+        monkeypatch,
+        """
+out = Path(args[args.index("--output_folder") + 1])
+assert Path(args[args.index("--input_folder") + 1]).name == "global_step4"
+(out / "zero").mkdir(parents=True)
+(out.parent / "latest_universal").write_text(out.name)""",
+    )
+    write_universal(str(checkpoint))
+    assert (checkpoint / LATEST).read_text() == "global_step4_universal"
+    assert (checkpoint / "global_step4_universal" / "zero").is_dir()
+    assert not (checkpoint / ".universal-staging").exists()
+    fake_ds_to_universal(tmp_path / "again", monkeypatch, "raise SystemExit(1)")
+    write_universal(str(checkpoint))  # converted once: later processes and runs reuse it
+
+
+def test_a_lone_process_trains_on_one_gpu_instead_of_data_parallel(caplog):
+    from ftcore.training.arguments import one_gpu_per_process
+
+    class Arguments:  # what transformers reports on a host with 4 GPUs
+        world_size, _n_gpu = 1, 4
+        n_gpu = property(lambda self: self._n_gpu)
+
+    args = one_gpu_per_process(Arguments())
+    assert args.n_gpu == 1 and "ftcore train --nproc 4" in caplog.text

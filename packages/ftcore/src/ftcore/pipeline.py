@@ -130,14 +130,15 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
-    from ftcore.training.checkpoints import check_resumable_here, resolve_resume
+    from ftcore.training.checkpoints import resolve_resume
+    from ftcore.training.universal import needs_universal, universal_loading, write_universal
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
     output_dir = Path(cfg.output_dir)
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
-    if resume and cfg.deepspeed is not None:  # before the data and the model take their time
-        check_resumable_here(resume, world_size())
+    # a ZeRO checkpoint of another world size loads through DeepSpeed's universal checkpoint
+    universal = bool(resume) and cfg.deepspeed is not None and needs_universal(resume, world_size())
     set_seed(cfg.seed)
     tokenizer, data = prepare_data(loaded)
     train_set, eval_set = data.train, data.eval
@@ -158,6 +159,8 @@ def _train(loaded: Any) -> dict[str, Any]:
 
     def args_for(arguments_class: type | None = None, extra: dict[str, Any] | None = None) -> Any:
         rows = len(train_set)
+        if universal:
+            extra = {**(extra or {}), "deepspeed": universal_loading(cfg.deepspeed)}
         return training_arguments(
             cfg, host, rows, eval_set is not None, world_size(), arguments_class, extra
         )
@@ -172,6 +175,9 @@ def _train(loaded: Any) -> dict[str, Any]:
     trainer.ftcore_save_total_limit = cfg.save_total_limit
     host.post_trainer_create(cfg, trainer)
 
+    if universal:
+        with trainer.args.main_process_first(local=False, desc="universal checkpoint"):
+            write_universal(resume)
     if resume:
         log.info("ftcore: resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -107,6 +107,26 @@ def training_arguments(
             )
         args[key] = value
     try:
-        return arguments_class(**{k: v for k, v in args.items() if v is not None})
+        built = arguments_class(**{k: v for k, v in args.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise FtcoreError(f"invalid {arguments_class.__name__}: {exc}") from exc
+    return one_gpu_per_process(built)
+
+
+def one_gpu_per_process(args: Any) -> Any:
+    """Keep a lone process on one GPU where transformers would spread it with nn.DataParallel.
+
+    DataParallel copies the model to every GPU at each step and drives the copies from one Python
+    process: on two H200s it did 37k tokens/s per GPU, against 45k with DDP (``--nproc 2``) and
+    47k on one GPU alone.
+    """
+    gpus = args.n_gpu
+    if args.world_size == 1 and gpus > 1:
+        log.warning(
+            "ftcore: %d GPUs are visible to this one process; it trains on the first. "
+            "ftcore train --nproc %d trains on all of them (distributed data parallel)",
+            gpus,
+            gpus,
+        )
+        args._n_gpu = 1  # transformers' own switch (it sets it for model-parallel models)
+    return args

@@ -77,16 +77,3 @@ def rotate(output_dir: Path, keep: int | None) -> None:
             continue
         if oldest_kept is not None and step < oldest_kept:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def check_resumable_here(checkpoint: str, world_size: int) -> None:
-    """A DeepSpeed ZeRO checkpoint resumes only on the number of processes that wrote it."""
-    for step_dir in Path(checkpoint).glob("global_step*"):
-        written = len(list(step_dir.glob("*optim_states.pt")))
-        if written and written != world_size:
-            raise FtcoreError(
-                f"{checkpoint} is a DeepSpeed ZeRO checkpoint of {written} processes and this run "
-                f"has {world_size}: DeepSpeed cannot repartition its optimizer states. Resume with "
-                f"--nproc {written}, or start a new run from the weights (ftcore consolidate), or "
-                "train with fsdp_config, whose checkpoints resume on any number of GPUs"
-            )

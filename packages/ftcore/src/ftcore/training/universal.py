@@ -1,0 +1,93 @@
+"""A DeepSpeed ZeRO checkpoint resumed on another number of processes.
+
+ZeRO splits the optimizer states by data-parallel rank, and DeepSpeed loads such a checkpoint only
+on the world size that wrote it. Its *universal* checkpoint holds each parameter's fp32 weight and
+optimizer states whole, and loads on any world size (``checkpoint.load_universal``). ftcore
+converts a checkpoint once, with DeepSpeed's own ``ds_to_universal``, into
+``global_stepN_universal/`` beside the original; the ``latest_universal`` file that DeepSpeed
+reads is written last, so an interrupted conversion is never loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import FtcoreError
+from ftcore.training.parallel import deepspeed_config
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest_universal"
+_STAGING = ".universal-staging"
+
+
+def zero_world_size(checkpoint: str) -> int | None:
+    """How many processes wrote the ZeRO checkpoint in ``checkpoint``; None if it has none."""
+    tag = _tag(Path(checkpoint), "latest")
+    if tag is None:
+        return None
+    return len(list((Path(checkpoint) / tag).glob("*optim_states.pt"))) or None
+
+
+def needs_universal(checkpoint: str, world_size: int) -> bool:
+    """Whether ``checkpoint`` is a ZeRO checkpoint of another world size than this run's."""
+    written = zero_world_size(checkpoint)
+    return written is not None and written != world_size
+
+
+def universal_loading(value: str | dict[str, Any]) -> dict[str, Any]:
+    """The DeepSpeed config that ``deepspeed: value`` names, told to load universal checkpoints."""
+    config = deepspeed_config(value)
+    return {**config, "checkpoint": {**config.get("checkpoint", {}), "load_universal": True}}
+
+
+def write_universal(checkpoint: str) -> None:
+    """Convert the ZeRO checkpoint in ``checkpoint`` to DeepSpeed's universal format, once.
+
+    Run it on one process at a time (the others find the finished conversion). The conversion
+    writes about as much as the optimizer states take, into the checkpoint folder.
+    """
+    root = Path(checkpoint)
+    if _tag(root, LATEST) is not None:
+        return
+    tag = _tag(root, "latest")
+    staging = root / _STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    converted = staging / f"{tag}_universal"
+    log.info(
+        "ftcore: %s was written by %s processes; converting it to DeepSpeed's universal "
+        "checkpoint (once) so that it resumes here",
+        checkpoint,
+        zero_world_size(checkpoint),
+    )
+    command = [
+        sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--inject_missing_state",
+        "--input_folder", str(root / str(tag)), "--output_folder", str(converted),
+    ]  # fmt: skip
+    if subprocess.run(command, stdout=sys.stderr).returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FtcoreError(
+            f"converting {checkpoint} to DeepSpeed's universal checkpoint failed (ds_to_universal's "
+            "output is above); resume on the number of GPUs that wrote it instead"
+        )
+    shutil.rmtree(root / converted.name, ignore_errors=True)
+    os.replace(converted, root / converted.name)
+    pending = staging / LATEST
+    pending.write_text(converted.name)
+    os.replace(pending, root / LATEST)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tag(checkpoint: Path, latest: str) -> str | None:
+    """The step folder that DeepSpeed's ``latest`` (or ``latest_universal``) file names."""
+    path = checkpoint / latest
+    if not path.is_file():
+        return None
+    tag = path.read_text().strip()
+    return tag if (checkpoint / tag).is_dir() else None
