@@ -16,11 +16,11 @@ from ftcore_moe_kernels.models import apply_experts_implementation
 pytestmark = pytest.mark.gpu
 
 
-def run(backend, monkeypatch, x, w, offsets, gather, g):
+def run(backend, monkeypatch, x, w, offsets, gather, g, copies=None):
     monkeypatch.setattr(grouped, "BACKEND", backend)
     x = x.detach().requires_grad_(True)
     w = w.detach().requires_grad_(True)
-    y = grouped.grouped_linear(x, w, offsets, gather)
+    y = grouped.grouped_linear(x, w, offsets, gather, copies)
     return (y, *torch.autograd.grad(y, (x, w), g))
 
 
@@ -35,10 +35,10 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monk
     if routing == "skewed":  # most tokens go to a few experts; many experts get none
         logits[:, :8] += 6.0
     index = logits.topk(top_k, -1).indices
-    token_of_slot, _, offsets = sort_by_expert(index, experts)
-    g = torch.randn(token_of_slot.numel(), out, device="cuda", dtype=torch.bfloat16)
-    expected = run("reference", monkeypatch, x, w, offsets, token_of_slot, g)
-    got = run("triton", monkeypatch, x, w, offsets, token_of_slot, g)
+    order = sort_by_expert(index, experts)
+    g = torch.randn(order.source.numel(), out, device="cuda", dtype=torch.bfloat16)
+    expected = run("reference", monkeypatch, x, w, order.offsets, order.source, g)
+    got = run("triton", monkeypatch, x, w, order.offsets, order.source, g, order.rows)
     for name, a, b in zip(("output", "dx", "dweight"), got, expected):
         assert relative_error(a, b) < 1e-2, name
 

@@ -9,6 +9,15 @@ from ftcore_moe_kernels import grouped
 from ftcore_moe_kernels.experts import sort_by_expert
 
 
+@pytest.fixture(autouse=True)
+def small_tiles(monkeypatch):
+    """Tiles of 16 rows: an expert's rows span several tiles, and the weight gradient sums
+    several tiles of rows, as at full size."""
+    from ftcore_moe_kernels import kernels
+
+    monkeypatch.setattr(kernels, "BLOCK_M", 16)
+
+
 @pytest.fixture
 def backend(monkeypatch):
     def use(name):
@@ -17,16 +26,16 @@ def backend(monkeypatch):
     return use
 
 
-def run(backend_name, backend, x, w, offsets, gather, g):
+def run(backend_name, backend, x, w, offsets, gather, g, copies=None):
     backend(backend_name)
     x = x.detach().requires_grad_(True)
     w = w.detach().requires_grad_(True)
-    y = grouped.grouped_linear(x, w, offsets, gather)
+    y = grouped.grouped_linear(x, w, offsets, gather, copies)
     dx, dw = torch.autograd.grad(y, (x, w), g)
     return y, dx, dw
 
 
-@pytest.mark.parametrize("gather", [True, False])
+@pytest.mark.parametrize("gather", ["copies", "scatter", "none"])
 @pytest.mark.parametrize(("tokens", "experts", "top_k"), [(37, 4, 2), (130, 8, 3), (5, 6, 1)])
 def test_triton_matches_the_reference_forward_and_backward(backend, gather, tokens, experts, top_k):
     torch.manual_seed(tokens)
@@ -34,17 +43,34 @@ def test_triton_matches_the_reference_forward_and_backward(backend, gather, toke
     x = torch.randn(tokens, hidden)
     w = torch.randn(experts, out, hidden)
     index = torch.randint(0, experts, (tokens, top_k))  # some experts get no token
-    token_of_slot, _, offsets = sort_by_expert(index, experts)
-    if gather:
-        source = token_of_slot
-    else:
-        x = x[token_of_slot]
-        source = None
-    g = torch.randn(token_of_slot.numel(), out)
-    expected = run("reference", backend, x, w, offsets, source, g)
-    got = run("triton", backend, x, w, offsets, source, g)
+    order = sort_by_expert(index, experts)
+    source, copies = order.source, order.rows if gather == "copies" else None
+    if gather == "none":
+        x, source = x[order.source], None
+    g = torch.randn(order.source.numel(), out)
+    expected = run("reference", backend, x, w, order.offsets, source, g)  # dx: atomic adds
+    got = run("triton", backend, x, w, order.offsets, source, g, copies)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_the_expert_order_and_its_inverse():
+    index = torch.tensor([[2, 0], [0, 1], [2, 2]])
+    order = sort_by_expert(index, 4)
+    assert order.offsets.tolist() == [0, 2, 3, 6, 6]
+    assert index.reshape(-1)[order.pairs].tolist() == [0, 0, 1, 2, 2, 2]
+    assert order.source.tolist() == (order.pairs // 2).tolist()
+    assert order.pairs[order.rows.reshape(-1)].tolist() == list(range(6))
+
+
+def test_permuting_rows_gathers_in_both_passes():
+    x = torch.randn(5, 3, requires_grad=True)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    y = grouped.PermuteRows.apply(x, order, torch.argsort(order))
+    g = torch.randn(5, 3)
+    (dx,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(y, x[order])
+    torch.testing.assert_close(dx, torch.zeros(5, 3).index_add_(0, order, g))
 
 
 def test_the_reference_is_one_matmul_per_expert_segment():

@@ -7,8 +7,9 @@ The router stays the model's own: this function receives its ``top_k_index`` and
 
 The token-expert pairs are sorted by expert; the first grouped linear reads each token's hidden
 state in place (gathered inside the kernel), the family's gate (``_apply_gate``: SwiGLU, GEGLU,
-...) runs on the sorted rows, the second grouped linear projects back, and the weighted rows are
-summed into their tokens.
+...) runs on the sorted rows, the second grouped linear projects back, and each token's k rows
+are put back in token order and summed with the router weights (one batched product). Nothing is
+scattered with atomic adds, in either pass.
 
 LoRA on the expert parameters (peft's ``target_parameters``) runs through the same grouped
 products: when peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each
@@ -18,11 +19,11 @@ formed. Otherwise (several adapters at once) peft's merged weight is used as it 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from ftcore_moe_kernels.grouped import grouped_linear
+from ftcore_moe_kernels.grouped import PermuteRows, grouped_linear
 
 NAME = "scattermoe"
 
@@ -42,15 +43,27 @@ def unsupported_reason(experts: Any) -> str | None:
     return None
 
 
-def sort_by_expert(top_k_index: torch.Tensor, num_experts: int):
-    """The token of each expert-sorted slot, each slot's place in ``top_k``, and expert offsets."""
+class ExpertOrder(NamedTuple):
+    """The token-expert pairs of ``top_k_index [T, k]`` sorted by expert (expert ``e`` owns the
+    sorted rows ``offsets[e]:offsets[e + 1]``)."""
+
+    source: torch.Tensor  #: [T * k] the token each sorted row reads
+    pairs: torch.Tensor  #: [T * k] the pair (``token * k + slot``) of each sorted row
+    rows: torch.Tensor  #: [T, k] the sorted row of each pair: the inverse of ``pairs``
+    offsets: torch.Tensor  #: [E + 1]
+
+
+def sort_by_expert(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
     flat = top_k_index.reshape(-1)
-    order = torch.argsort(flat, stable=True)
+    pairs = torch.argsort(flat, stable=True)
+    rows = torch.empty_like(pairs)
+    rows[pairs] = torch.arange(pairs.numel(), device=pairs.device)
     # scatter_add, not bincount: bincount sizes its output from max() on the host (a sync)
     counts = flat.new_zeros(num_experts).scatter_add_(0, flat, torch.ones_like(flat))
     offsets = torch.zeros(num_experts + 1, dtype=torch.int64, device=flat.device)
     offsets[1:] = torch.cumsum(counts, 0)
-    return order // top_k_index.shape[-1], order, offsets
+    top_k = top_k_index.shape[-1]
+    return ExpertOrder(pairs // top_k, pairs, rows.view(-1, top_k), offsets)
 
 
 def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
@@ -66,13 +79,15 @@ def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
     return getattr(module, name), None
 
 
-def _project(weight: torch.Tensor, lora: Any, x: torch.Tensor, offsets: torch.Tensor,
-             gather: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-    """``x @ weight[e].T`` per expert, plus the LoRA term when ``lora`` holds peft's factors."""
-    out = grouped_linear(x, weight, offsets, gather)
+def _project(weight: torch.Tensor, lora: Any, x: torch.Tensor, order: ExpertOrder,
+             gather: bool) -> torch.Tensor:  # fmt: skip
+    """``x @ weight[e].T`` per expert, plus the LoRA term when ``lora`` holds peft's factors;
+    ``gather``: ``x`` is in token order and each sorted row reads its token's row."""
+    source, copies = (order.source, order.rows) if gather else (None, None)
+    out = grouped_linear(x, weight, order.offsets, source, copies)
     if lora is not None:
-        low_rank = grouped_linear(x, lora.rhs, offsets, gather)
-        out = out + lora.scaling * grouped_linear(low_rank, lora.lhs, offsets)
+        low_rank = grouped_linear(x, lora.rhs, order.offsets, source, copies)
+        out = out + lora.scaling * grouped_linear(low_rank, lora.lhs, order.offsets)
     return out
 
 
@@ -81,13 +96,14 @@ def scattermoe_experts_forward(
 ) -> torch.Tensor:
     """The experts of one MoE block over ``hidden_states [S, H]`` (see the module docstring)."""
     gate_up_weight, gate_up_lora = _base_and_lora(self, "gate_up_proj")
-    tokens, slots, offsets = sort_by_expert(top_k_index, gate_up_weight.shape[0])
-    gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, offsets, tokens)
+    order = sort_by_expert(top_k_index, gate_up_weight.shape[0])
+    gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, order, gather=True)
     activated = self._apply_gate(gate_up)
-    out = _project(*_base_and_lora(self, "down_proj"), activated, offsets, None)
-    out = out * top_k_weights.reshape(-1)[slots, None].to(out.dtype)
-    final = torch.zeros_like(hidden_states)
-    return final.index_add_(0, tokens, out.to(final.dtype))
+    out = _project(*_base_and_lora(self, "down_proj"), activated, order, gather=False)
+    per_token = PermuteRows.apply(out, order.rows.reshape(-1), order.pairs)
+    per_token = per_token.view(*top_k_index.shape, out.shape[-1])  # [T, k, H]
+    weights = top_k_weights.to(out.dtype).unsqueeze(1)  # [T, 1, k]
+    return torch.bmm(weights, per_token).squeeze(1).to(hidden_states.dtype)
 
 
 def register() -> None:

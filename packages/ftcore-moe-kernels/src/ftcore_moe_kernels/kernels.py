@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_M = 64
+#: Rows per tile (each tile belongs to one expert); FTCORE_MOE_BLOCK_M overrides it for tuning.
+BLOCK_M = int(os.environ.get("FTCORE_MOE_BLOCK_M", "128"))
 
 
 def _configs(
@@ -33,9 +34,11 @@ def _configs(
 
 _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
     (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 4),
+    (128, 64, 8, 3), (256, 64, 8, 3), (128, 128, 8, 3),
 ])  # fmt: skip
 _WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
-    (64, 64, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4),
+    (64, 64, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4), (256, 64, 8, 3),
+    (128, 256, 8, 3),
 ])  # fmt: skip
 
 
