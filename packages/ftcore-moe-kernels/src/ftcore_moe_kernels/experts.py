@@ -6,8 +6,8 @@ bias) dispatches its experts call here once the model's experts implementation i
 The router stays the model's own: this function receives its ``top_k_index`` and ``top_k_weights``.
 
 The token-expert pairs are sorted by expert; the first grouped linear reads each token's hidden
-state in place (gathered inside the kernel), the family's gate (``_apply_gate``: SwiGLU, GEGLU,
-...) runs on the sorted rows, the second grouped linear projects back, and each token's k rows
+state in place (gathered inside the kernel), the family's gate (SwiGLU and GEGLU fused in one
+kernel, others through the module's ``_apply_gate``) runs on the sorted rows, the second grouped linear projects back, and each token's k rows
 are put back in token order and summed with the router weights (one batched product). Nothing is
 scattered with atomic adds, in either pass.
 
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ftcore_moe_kernels.activation import gated_activation
 from ftcore_moe_kernels.grouped import PermuteRows, grouped_linear
 
 NAME = "scattermoe"
@@ -98,7 +99,7 @@ def scattermoe_experts_forward(
     gate_up_weight, gate_up_lora = _base_and_lora(self, "gate_up_proj")
     order = sort_by_expert(top_k_index, gate_up_weight.shape[0])
     gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, order, gather=True)
-    activated = self._apply_gate(gate_up)
+    activated = gated_activation(self, gate_up)
     out = _project(*_base_and_lora(self, "down_proj"), activated, order, gather=False)
     per_token = PermuteRows.apply(out, order.rows.reshape(-1), order.pairs)
     per_token = per_token.view(*top_k_index.shape, out.shape[-1])  # [T, k, H]
