@@ -94,6 +94,9 @@ VARIANTS = {
         **EXPERT_LORA,
     },
     "scattermoe+lora": {"plugins": ["moe-kernels"], "use_scattermoe": True, **EXPERT_LORA},
+    # the whole-model peak is the 151k-vocabulary logits': with the CCE loss, the experts' share shows
+    "scattermoe+cce": {"plugins": ["moe-kernels", "cce"], "use_scattermoe": True},
+    "grouped_mm+cce": {"plugins": ["moe-kernels", "cce"], "experts_implementation": "grouped_mm"},
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
     "kd-chunk4096": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 4096},
