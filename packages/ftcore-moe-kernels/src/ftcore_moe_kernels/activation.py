@@ -64,37 +64,39 @@ def _activation_and_slope(g, KIND: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(gate_up_ptr, out_ptr, rows, width, stride_in, stride_out,
-                    KIND: tl.constexpr, BLOCK_ROWS: tl.constexpr,
-                    BLOCK_COLS: tl.constexpr):  # fmt: skip
+def _gate_and_up(gate_up_ptr, rows, width, stride, BLOCK_ROWS: tl.constexpr,
+                 BLOCK_COLS: tl.constexpr):  # fmt: skip
+    """This program's block: its row offsets (int64, times ``stride``), columns, mask, and the
+    gate and up halves in float32."""
     r = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)[:, None]
     c = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)[None, :]
     mask = (r < rows) & (c < width)
-    row = gate_up_ptr + r.to(tl.int64) * stride_in
-    g = tl.load(row + c, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(row + width + c, mask=mask, other=0.0).to(tl.float32)
+    row = r.to(tl.int64) * stride
+    g = tl.load(gate_up_ptr + row + c, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(gate_up_ptr + row + width + c, mask=mask, other=0.0).to(tl.float32)
+    return r.to(tl.int64), row, c, mask, g, u
+
+
+@triton.jit
+def _forward_kernel(gate_up_ptr, out_ptr, rows, width, stride_in, stride_out,
+                    KIND: tl.constexpr, BLOCK_ROWS: tl.constexpr,
+                    BLOCK_COLS: tl.constexpr):  # fmt: skip
+    r, _, c, mask, g, u = _gate_and_up(gate_up_ptr, rows, width, stride_in, BLOCK_ROWS, BLOCK_COLS)
     value, _ = _activation_and_slope(g, KIND)
-    out = out_ptr + r.to(tl.int64) * stride_out + c
-    tl.store(out, (value * u).to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(out_ptr + r * stride_out + c, (value * u).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _backward_kernel(gate_up_ptr, grad_ptr, dgate_up_ptr, rows, width, stride_in, stride_grad,
                      KIND: tl.constexpr, BLOCK_ROWS: tl.constexpr,
                      BLOCK_COLS: tl.constexpr):  # fmt: skip
-    r = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)[:, None]
-    c = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)[None, :]
-    mask = (r < rows) & (c < width)
-    row = gate_up_ptr + r.to(tl.int64) * stride_in
-    g = tl.load(row + c, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(row + width + c, mask=mask, other=0.0).to(tl.float32)
-    grad = tl.load(grad_ptr + r.to(tl.int64) * stride_grad + c, mask=mask, other=0.0)
-    grad = grad.to(tl.float32)
+    r, row, c, mask, g, u = _gate_and_up(gate_up_ptr, rows, width, stride_in, BLOCK_ROWS,
+                                         BLOCK_COLS)  # fmt: skip
+    grad = tl.load(grad_ptr + r * stride_grad + c, mask=mask, other=0.0).to(tl.float32)
     value, slope = _activation_and_slope(g, KIND)
-    drow = dgate_up_ptr + r.to(tl.int64) * stride_in  # dgate_up is laid out as gate_up
     kind = dgate_up_ptr.dtype.element_ty
-    tl.store(drow + c, (grad * u * slope).to(kind), mask=mask)
-    tl.store(drow + width + c, (grad * value).to(kind), mask=mask)
+    tl.store(dgate_up_ptr + row + c, (grad * u * slope).to(kind), mask=mask)  # laid out as gate_up
+    tl.store(dgate_up_ptr + row + width + c, (grad * value).to(kind), mask=mask)
 
 
 def _grid(rows: int, width: int) -> tuple[int, int]:

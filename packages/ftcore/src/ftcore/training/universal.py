@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,12 @@ def write_universal(checkpoint: str) -> None:
         sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--inject_missing_state",
         "--input_folder", str(root / str(tag)), "--output_folder", str(converted),
     ]  # fmt: skip
-    if subprocess.run(command, stdout=sys.stderr).returncode != 0:
+    failed, output = _run_logged(command)
+    if failed:
         shutil.rmtree(staging, ignore_errors=True)
         raise FtcoreError(
-            f"converting {checkpoint} to DeepSpeed's universal checkpoint failed (ds_to_universal's "
-            "output is above); resume on the number of GPUs that wrote it instead"
+            f"converting {checkpoint} to DeepSpeed's universal checkpoint failed; resume on the "
+            f"number of GPUs that wrote it instead. ds_to_universal said:\n{output}"
         )
     shutil.rmtree(root / converted.name, ignore_errors=True)
     os.replace(converted, root / converted.name)
@@ -82,6 +84,17 @@ def write_universal(checkpoint: str) -> None:
     pending.write_text(converted.name)
     os.replace(pending, root / LATEST)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_logged(command: list[str]) -> tuple[bool, str]:
+    """Run ``command``, logging its output line by line; whether it failed, and its last lines."""
+    last: deque[str] = deque(maxlen=15)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process:  # fmt: skip
+        for line in process.stdout or ():
+            last.append(line.rstrip())
+            log.info("ds_to_universal: %s", last[-1])
+    return process.returncode != 0, "\n".join(last)
 
 
 def _tag(checkpoint: Path, latest: str) -> str | None:
