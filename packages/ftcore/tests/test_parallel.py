@@ -266,27 +266,52 @@ def test_the_universal_checkpoint_is_published_only_once_complete(tmp_path, monk
     from ftcore.training.universal import LATEST, write_universal
 
     checkpoint = zero_checkpoint(tmp_path, 2)
-    fake_ds_to_universal(tmp_path, monkeypatch, "raise SystemExit('ran out of disk')")
+    (checkpoint / ".universal-staging" / "left-by-a-killed-run").mkdir(parents=True)
+    converts = """
+import os
+assert "RANK" not in os.environ  # outside the run's process group
+out = Path(args[args.index("--output_folder") + 1])
+assert Path(args[args.index("--input_folder") + 1]).name == "global_step4"
+(out / "zero").mkdir(parents=True)
+(out.parent / "latest_universal").write_text(out.name)
+"""
+    fake_ds_to_universal(tmp_path, monkeypatch, converts + "raise SystemExit('ran out of disk')")
+    monkeypatch.setenv("RANK", "0")
     with pytest.raises(FtcoreError, match="resume on the number of GPUs that wrote it") as error:
         write_universal(str(checkpoint))
     assert "ran out of disk" in str(error.value)  # the converter's own words
     assert sorted(p.name for p in checkpoint.iterdir()) == ["global_step4", "latest"]
 
-    fake_ds_to_universal(
-        tmp_path / "ok",
-        monkeypatch,
-        """
-out = Path(args[args.index("--output_folder") + 1])
-assert Path(args[args.index("--input_folder") + 1]).name == "global_step4"
-(out / "zero").mkdir(parents=True)
-(out.parent / "latest_universal").write_text(out.name)""",
-    )
+    fake_ds_to_universal(tmp_path / "ok", monkeypatch, converts)
     write_universal(str(checkpoint))
     assert (checkpoint / LATEST).read_text() == "global_step4_universal"
     assert (checkpoint / "global_step4_universal" / "zero").is_dir()
     assert not (checkpoint / ".universal-staging").exists()
     fake_ds_to_universal(tmp_path / "again", monkeypatch, "raise SystemExit(1)")
     write_universal(str(checkpoint))  # converted once: later processes and runs reuse it
+
+
+def test_other_ranks_wait_for_the_conversion_and_say_why_when_it_never_comes(tmp_path, monkeypatch):
+    import threading
+
+    from ftcore.training import universal
+
+    checkpoint = zero_checkpoint(tmp_path, 2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(universal, "POLL_S", 0.01)
+    monkeypatch.setattr(universal, "write_universal", lambda _: pytest.fail("rank 1 converted"))
+
+    def rank_0_publishes():
+        (checkpoint / "global_step4_universal").mkdir()
+        (checkpoint / universal.LATEST).write_text("global_step4_universal")
+
+    threading.Timer(0.2, rank_0_publishes).start()
+    universal.prepare_universal(str(checkpoint), 1)  # returns once rank 0 has published
+    assert (checkpoint / universal.LATEST).is_file()
+
+    monkeypatch.setattr(universal, "WAIT_S", 0)
+    with pytest.raises(FtcoreError, match="storage that every node sees"):
+        universal.wait_for_universal(str(zero_checkpoint(tmp_path / "other", 2)))
 
 
 def test_a_lone_process_trains_on_one_gpu_instead_of_data_parallel(caplog):

@@ -15,8 +15,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ftcore_moe_kernels.grouped import use_triton
-
 SILU, GELU_TANH = 0, 1
 _BLOCK_ROWS, _BLOCK_COLS = 16, 256
 
@@ -29,7 +27,8 @@ def fused_kind(experts: Any) -> int | None:
         from transformers.integrations.moe import _default_apply_gate
     except ImportError:  # another transformers layout: the module's own gate
         return None
-    if getattr(type(experts), "_apply_gate", None) is not _default_apply_gate:
+    gate = getattr(experts, "_apply_gate", None)
+    if getattr(gate, "__func__", None) is not _default_apply_gate:  # also set on the instance
         return None
     act = getattr(experts, "act_fn", None)
     if isinstance(act, (SiLUActivation, torch.nn.SiLU)):
@@ -42,7 +41,7 @@ def fused_kind(experts: Any) -> int | None:
 def gated_activation(experts: Any, gate_up: torch.Tensor) -> torch.Tensor:
     """``experts._apply_gate(gate_up)``, fused where :func:`fused_kind` allows it."""
     kind = fused_kind(experts)
-    if kind is None or not use_triton(gate_up):
+    if kind is None:
         return experts._apply_gate(gate_up)
     return GatedActivation.apply(gate_up, kind)
 

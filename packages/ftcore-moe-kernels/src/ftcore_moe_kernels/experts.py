@@ -23,8 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ftcore_moe_kernels.activation import gated_activation
-from ftcore_moe_kernels.grouped import PermuteRows, grouped_linear
+from ftcore_moe_kernels.grouped import PermuteRows, grouped_linear, use_triton
 
 NAME = "scattermoe"
 
@@ -99,12 +98,23 @@ def scattermoe_experts_forward(
     gate_up_weight, gate_up_lora = _base_and_lora(self, "gate_up_proj")
     order = sort_by_expert(top_k_index, gate_up_weight.shape[0])
     gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, order, gather=True)
-    activated = gated_activation(self, gate_up)
+    activated = _gate(self, gate_up)
     out = _project(*_base_and_lora(self, "down_proj"), activated, order, gather=False)
     per_token = PermuteRows.apply(out, order.rows.reshape(-1), order.pairs)
-    per_token = per_token.view(*top_k_index.shape, out.shape[-1])  # [T, k, H]
-    weights = top_k_weights.to(out.dtype).unsqueeze(1)  # [T, 1, k]
-    return torch.bmm(weights, per_token).squeeze(1).to(hidden_states.dtype)
+    top_k = top_k_index.shape[-1]
+    per_token = per_token.view(-1, top_k, out.shape[-1])  # [T, k, H]
+    # mixed in float32, as transformers' implementations do (float32 router weights promote)
+    weights = top_k_weights.reshape(-1, 1, top_k).float()
+    return torch.bmm(weights, per_token.float()).squeeze(1).to(hidden_states.dtype)
+
+
+def _gate(experts: Any, gate_up: torch.Tensor) -> torch.Tensor:
+    """The family's gate on the sorted rows: fused by Triton where it can be."""
+    if use_triton(gate_up):
+        from ftcore_moe_kernels.activation import gated_activation  # Triton: Linux only
+
+        return gated_activation(experts, gate_up)
+    return experts._apply_gate(gate_up)
 
 
 def register() -> None:

@@ -19,8 +19,16 @@ import torch
 import triton
 import triton.language as tl
 
+
+def _block_m() -> int:
+    value = os.environ.get("FTCORE_MOE_BLOCK_M", "128")
+    if value not in {"16", "32", "64", "128", "256"}:
+        raise ValueError(f"FTCORE_MOE_BLOCK_M must be 16, 32, 64, 128 or 256, not {value!r}")
+    return int(value)
+
+
 #: Rows per tile (each tile belongs to one expert); FTCORE_MOE_BLOCK_M overrides it for tuning.
-BLOCK_M = int(os.environ.get("FTCORE_MOE_BLOCK_M", "128"))
+BLOCK_M = _block_m()
 
 
 def _configs(
@@ -38,7 +46,6 @@ _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
 ])  # fmt: skip
 _WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
     (64, 64, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4), (256, 64, 8, 3),
-    (128, 256, 8, 3),
 ])  # fmt: skip
 
 

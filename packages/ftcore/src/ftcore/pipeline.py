@@ -131,7 +131,7 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
     from ftcore.training.checkpoints import resolve_resume
-    from ftcore.training.universal import needs_universal, universal_loading, write_universal
+    from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
@@ -139,6 +139,8 @@ def _train(loaded: Any) -> dict[str, Any]:
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
     # a ZeRO checkpoint of another world size loads through DeepSpeed's universal checkpoint
     universal = bool(resume) and cfg.deepspeed is not None and needs_universal(resume, world_size())
+    if universal:  # before the data and the model take their time and memory
+        prepare_universal(resume, world_size())
     set_seed(cfg.seed)
     tokenizer, data = prepare_data(loaded)
     train_set, eval_set = data.train, data.eval
@@ -175,9 +177,6 @@ def _train(loaded: Any) -> dict[str, Any]:
     trainer.ftcore_save_total_limit = cfg.save_total_limit
     host.post_trainer_create(cfg, trainer)
 
-    if universal:
-        with trainer.args.main_process_first(local=False, desc="universal checkpoint"):
-            write_universal(resume)
     if resume:
         log.info("ftcore: resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -6,6 +6,10 @@ optimizer states whole, and loads on any world size (``checkpoint.load_universal
 converts a checkpoint once, with DeepSpeed's own ``ds_to_universal``, into
 ``global_stepN_universal/`` beside the original; the ``latest_universal`` file that DeepSpeed
 reads is written last, so an interrupted conversion is never loaded.
+
+Rank 0 converts before the data and the model load; the other ranks wait for that file. (A
+file, not a collective: no process group exists yet, and converting a large model's optimizer
+states can outlast NCCL's timeouts. If rank 0 fails, torchrun stops the others.)
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ftcore.dist import is_main_process
 from ftcore.errors import FtcoreError
 from ftcore.training.parallel import deepspeed_config
 
@@ -26,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest_universal"
 _STAGING = ".universal-staging"
+#: How long ranks other than 0 wait for the conversion, and how often they look.
+WAIT_S, POLL_S = 6 * 3600, 5.0
 
 
 def zero_world_size(checkpoint: str) -> int | None:
@@ -45,15 +53,41 @@ def needs_universal(checkpoint: str, world_size: int) -> bool:
 def universal_loading(value: str | dict[str, Any]) -> dict[str, Any]:
     """The DeepSpeed config that ``deepspeed: value`` names, told to load universal checkpoints."""
     config = deepspeed_config(value)
-    return {**config, "checkpoint": {**config.get("checkpoint", {}), "load_universal": True}}
+    return {**config, "checkpoint": {**(config.get("checkpoint") or {}), "load_universal": True}}
+
+
+def prepare_universal(checkpoint: str, world_size: int) -> None:
+    """Have the universal form of ``checkpoint`` ready on this process (see the module)."""
+    log.warning(
+        "ftcore: %s was written by %s processes and this run has %d: an update now sees "
+        "micro_batch_size x gradient_accumulation_steps x %d rows",
+        checkpoint,
+        zero_world_size(checkpoint),
+        world_size,
+        world_size,
+    )
+    if is_main_process():
+        write_universal(checkpoint)
+    else:
+        wait_for_universal(checkpoint)
+
+
+def wait_for_universal(checkpoint: str) -> None:
+    """Wait until rank 0 has published the universal form of ``checkpoint``."""
+    deadline = time.monotonic() + WAIT_S
+    while _tag(Path(checkpoint), LATEST) is None:
+        if time.monotonic() > deadline:
+            raise FtcoreError(
+                f"waited {WAIT_S // 3600} h for rank 0 to convert {checkpoint} to DeepSpeed's "
+                "universal checkpoint; output_dir must be on storage that every node sees"
+            )
+        time.sleep(POLL_S)
 
 
 def write_universal(checkpoint: str) -> None:
-    """Convert the ZeRO checkpoint in ``checkpoint`` to DeepSpeed's universal format, once.
-
-    Run it on one process at a time (the others find the finished conversion). The conversion
-    writes about as much as the optimizer states take, into the checkpoint folder.
-    """
+    """Convert the ZeRO checkpoint in ``checkpoint`` to DeepSpeed's universal format, once
+    (one process only). It writes about as much as the optimizer states take, into the
+    checkpoint folder."""
     root = Path(checkpoint)
     if _tag(root, LATEST) is not None:
         return
@@ -61,12 +95,7 @@ def write_universal(checkpoint: str) -> None:
     staging = root / _STAGING
     shutil.rmtree(staging, ignore_errors=True)
     converted = staging / f"{tag}_universal"
-    log.info(
-        "ftcore: %s was written by %s processes; converting it to DeepSpeed's universal "
-        "checkpoint (once) so that it resumes here",
-        checkpoint,
-        zero_world_size(checkpoint),
-    )
+    log.info("ftcore: converting it to DeepSpeed's universal checkpoint (once)")
     command = [
         sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--inject_missing_state",
         "--input_folder", str(root / str(tag)), "--output_folder", str(converted),
@@ -87,10 +116,21 @@ def write_universal(checkpoint: str) -> None:
 
 
 def _run_logged(command: list[str]) -> tuple[bool, str]:
-    """Run ``command``, logging its output line by line; whether it failed, and its last lines."""
+    """Run ``command`` outside torchrun's process group, logging its output line by line;
+    whether it failed, and its last lines."""
+    launcher = {
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    }
+    env = {key: value for key, value in os.environ.items() if key not in launcher}
+    env.update(PYTHONUNBUFFERED="1", TQDM_DISABLE="1")  # lines as they come, no progress redraws
     last: deque[str] = deque(maxlen=15)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as process:  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env) as process:  # fmt: skip
         for line in process.stdout or ():
             last.append(line.rstrip())
             log.info("ds_to_universal: %s", last[-1])
