@@ -7,9 +7,9 @@ The router stays the model's own: this function receives its ``top_k_index`` and
 
 The token-expert pairs are sorted by expert; the first grouped linear reads each token's hidden
 state in place (gathered inside the kernel), the family's gate (SwiGLU and GEGLU fused in one
-kernel, others through the module's ``_apply_gate``) runs on the sorted rows, the second grouped linear projects back, and each token's k rows
-are put back in token order and summed with the router weights (one batched product). Nothing is
-scattered with atomic adds, in either pass.
+kernel, others through the module's ``_apply_gate``) runs on the sorted rows, the second grouped
+linear projects back, and each token's k rows are put back in token order and summed with the
+router weights (one batched product). Nothing is scattered with atomic adds, in either pass.
 
 LoRA on the expert parameters (peft's ``target_parameters``) runs through the same grouped
 products: when peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each
@@ -54,6 +54,7 @@ class ExpertOrder(NamedTuple):
 
 
 def sort_by_expert(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
+    """The :class:`ExpertOrder` of ``top_k_index`` (computed on the device, no host sync)."""
     flat = top_k_index.reshape(-1)
     pairs = torch.argsort(flat, stable=True)
     rows = torch.empty_like(pairs)
