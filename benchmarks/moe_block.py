@@ -1,6 +1,6 @@
 """Single MoE experts block, forward + backward, per experts implementation (GPU).
 
-    python -m benchmarks.moe_block [--tokens 8192,32768] [--backends grouped_mm,scattermoe,eager]
+    python -m benchmarks.moe_block [--tokens 8192,32768] [--backends grouped_mm,scattermoe,sonicmoe,eager]
 
 The experts of one Qwen3-MoE-shaped layer (hidden 2048, 128 experts, top-8, moe ffn 768, bf16)
 get the same hidden states and the same routing under every backend; routing is ``uniform``
@@ -66,9 +66,13 @@ def main() -> None:
     from transformers import Qwen3MoeConfig
     from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeExperts
 
-    from ftcore_moe_kernels.experts import register
+    from ftcore_moe_kernels import experts as scattermoe
+    from ftcore_moe_kernels import sonic
 
-    register()
+    scattermoe.register()
+    if "sonicmoe" in args.backends.split(","):
+        sonic.check_sonicmoe()
+        sonic.register()
     config = Qwen3MoeConfig(**SHAPE)
     torch.manual_seed(0)
     experts = Qwen3MoeExperts(config).to("cuda", torch.bfloat16)

@@ -1,5 +1,6 @@
 """The Triton kernels on the GPU in bf16: against the reference and against transformers' grouped_mm,
-forward and backward, with and without expert LoRA (skipped in CI)."""
+forward and backward, with and without expert LoRA; SonicMoE where its package is installed
+(skipped in CI)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from peft import LoraConfig, get_peft_model
 from test_models import tiny
 
 from ftcore.testing import loss_and_gradients, relative_error
-from ftcore_moe_kernels import grouped
+from ftcore_moe_kernels import grouped, sonic
 from ftcore_moe_kernels.experts import register, sort_by_expert
 from ftcore_moe_kernels.models import apply_experts_implementation
 
@@ -55,13 +56,18 @@ def bf16_model(lora: bool):
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_scattermoe_matches_grouped_mm_in_bf16(lora):
+@pytest.mark.parametrize("kernel", ["scattermoe", "sonicmoe"])
+def test_the_kernels_match_grouped_mm_in_bf16(kernel, lora):
+    if kernel == "sonicmoe":
+        pytest.importorskip("sonicmoe", reason="the sonic-moe package is not installed")
+        sonic.check_sonicmoe()
+        sonic.register()
     model = bf16_model(lora)
     ids = torch.randint(3, 1000, (4, 256), device="cuda")
     inputs = {"input_ids": ids, "labels": ids}
     apply_experts_implementation(model, "grouped_mm")
     plain, plain_grads = loss_and_gradients(model, inputs)
-    apply_experts_implementation(model, "scattermoe")
+    apply_experts_implementation(model, kernel)
     patched, grads = loss_and_gradients(model, inputs)
     torch.testing.assert_close(patched.loss.float(), plain.loss.float(), rtol=1e-2, atol=1e-2)
     assert grads.keys() == plain_grads.keys()

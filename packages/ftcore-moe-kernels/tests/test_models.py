@@ -105,8 +105,9 @@ def test_an_unsupported_expert_layout_is_an_error():
         layer_types=["full_attention"],
         num_hidden_layers=1,
     )
-    with pytest.raises(FtcoreError, match="scattermoe does not support the experts of gpt_oss"):
-        apply_experts_implementation(model, "scattermoe")
+    for kernel in ("scattermoe", "sonicmoe"):
+        with pytest.raises(FtcoreError, match=f"{kernel} does not support the experts of gpt_oss"):
+            apply_experts_implementation(model, kernel)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ftcore_moe_kernels.gates import default_gate_activation
+
 SILU, GELU_TANH = 0, 1
 _BLOCK_ROWS, _BLOCK_COLS = 16, 256
 
@@ -22,20 +24,7 @@ _BLOCK_ROWS, _BLOCK_COLS = 16, 256
 def fused_kind(experts: Any) -> int | None:
     """``SILU`` or ``GELU_TANH`` when ``experts`` gates with transformers' default gate and one
     of those activations; ``None`` otherwise."""
-    try:
-        from transformers.activations import GELUTanh, SiLUActivation
-        from transformers.integrations.moe import _default_apply_gate
-    except ImportError:  # another transformers layout: the module's own gate
-        return None
-    gate = getattr(experts, "_apply_gate", None)
-    if getattr(gate, "__func__", None) is not _default_apply_gate:  # also set on the instance
-        return None
-    act = getattr(experts, "act_fn", None)
-    if isinstance(act, (SiLUActivation, torch.nn.SiLU)):
-        return SILU
-    if isinstance(act, GELUTanh) or (isinstance(act, torch.nn.GELU) and act.approximate == "tanh"):
-        return GELU_TANH
-    return None
+    return {"silu": SILU, "gelu_tanh": GELU_TANH}.get(default_gate_activation(experts))
 
 
 def gated_activation(experts: Any, gate_up: torch.Tensor) -> torch.Tensor:

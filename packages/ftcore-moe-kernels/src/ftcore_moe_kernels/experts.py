@@ -8,8 +8,8 @@ The router stays the model's own: this function receives its ``top_k_index`` and
 The token-expert pairs are sorted by expert; the first grouped linear reads each token's hidden
 state in place (gathered inside the kernel), the family's gate (SwiGLU and GEGLU fused in one
 kernel, others through the module's ``_apply_gate``) runs on the sorted rows, the second grouped
-linear projects back, and each token's k rows are put back in token order and summed with the
-router weights (one batched product). Nothing is scattered with atomic adds, in either pass.
+linear projects back, and each token's k rows are summed with the router weights in float32
+(:mod:`ftcore_moe_kernels.combine`). Nothing is scattered with atomic adds, in either pass.
 
 LoRA on the expert parameters (peft's ``target_parameters``) runs through the same grouped
 products: when peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each
@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ftcore_moe_kernels.grouped import PermuteRows, grouped_linear, use_triton
+from ftcore_moe_kernels.combine import combine_rows
+from ftcore_moe_kernels.grouped import grouped_linear, use_triton
 
 NAME = "scattermoe"
 
@@ -101,12 +102,8 @@ def scattermoe_experts_forward(
     gate_up = _project(gate_up_weight, gate_up_lora, hidden_states, order, gather=True)
     activated = _gate(self, gate_up)
     out = _project(*_base_and_lora(self, "down_proj"), activated, order, gather=False)
-    per_token = PermuteRows.apply(out, order.rows.reshape(-1), order.pairs)
-    top_k = top_k_index.shape[-1]
-    per_token = per_token.view(-1, top_k, out.shape[-1])  # [T, k, H]
-    # mixed in float32, as transformers' implementations do (float32 router weights promote)
-    weights = top_k_weights.reshape(-1, 1, top_k).float()
-    return torch.bmm(weights, per_token.float()).squeeze(1).to(hidden_states.dtype)
+    weights = top_k_weights.reshape(order.rows.shape)
+    return combine_rows(out, order.rows, weights).to(hidden_states.dtype)
 
 
 def _gate(experts: Any, gate_up: torch.Tensor) -> torch.Tensor:

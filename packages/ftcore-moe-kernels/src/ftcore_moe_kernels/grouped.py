@@ -83,7 +83,9 @@ class GroupedLinear(torch.autograd.Function):
             if gather is None:
                 dx = drows
             elif copies is not None:  # a token chosen by k experts sums its k rows
-                dx = drows[copies].sum(1).to(x.dtype)
+                from ftcore_moe_kernels.combine import sum_rows
+
+                dx = sum_rows(drows, copies).to(x.dtype)
             else:
                 dx = torch.zeros_like(x).index_add_(0, gather, drows.to(x.dtype))
         if ctx.needs_input_grad[1]:
@@ -104,18 +106,3 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
     (``len(gather)`` rows, or all of ``x``'s rows when there is no gather)."""
     rows = x.shape[0] if gather is None else gather.numel()
     return GroupedLinear.apply(x, weight, offsets, gather, copies, rows)
-
-
-class PermuteRows(torch.autograd.Function):
-    """``x[order]`` for a permutation ``order`` whose inverse is ``inverse``: both passes gather
-    (autograd's own backward of indexing would scatter with atomic adds)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor):
-        ctx.save_for_backward(inverse)
-        return x[order]
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
-        (inverse,) = ctx.saved_tensors
-        return grad[inverse], None, None

@@ -31,21 +31,24 @@ def _block_m() -> int:
 BLOCK_M = _block_m()
 
 
-def _configs(
-    names: tuple[str, str], shapes: list[tuple[int, int, int, int]]
-) -> list[triton.Config]:
+def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
+    """One config per ``(*block sizes named by names, num_warps, num_stages)``."""
     if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU tests: one small shape
-        shapes = [(32, 32, 1, 1)]
-    return [triton.Config({names[0]: a, names[1]: b}, num_warps=w, num_stages=st)
-            for a, b, w, st in shapes]  # fmt: skip
+        shapes = [(32, 32, 16, 1, 1)[-len(names) - 2 :]]
+    return [triton.Config(dict(zip(names, shape)), num_warps=shape[-2], num_stages=shape[-1])
+            for shape in shapes]  # fmt: skip
 
 
 _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
     (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 4),
     (128, 64, 8, 3), (256, 64, 8, 3), (128, 128, 8, 3),
 ])  # fmt: skip
-_WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
-    (64, 64, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4), (256, 64, 8, 3),
+# The weight gradient sums over an expert's rows BLOCK_M at a time (its own step, not the tiles'
+# height): a few hundred rows per expert make short loops, where deeper pipelines pay.
+_WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K", "BLOCK_M"), [
+    (64, 64, 128, 4, 3), (128, 64, 128, 4, 3), (128, 128, 128, 8, 3), (64, 128, 128, 4, 4),
+    (256, 64, 128, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 4, 5), (128, 64, 64, 4, 4),
+    (256, 128, 64, 8, 3), (128, 256, 64, 8, 3),
 ])  # fmt: skip
 
 
@@ -166,7 +169,6 @@ def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tens
     _grouped_weight_grad_kernel[grid](
         x, grad, dweight, gather if gather is not None else offsets32, offsets32, n, k,
         x.stride(0), x.stride(1), grad.stride(0), grad.stride(1),
-        dweight.stride(0), dweight.stride(1), dweight.stride(2),
-        GATHER=gather is not None, BLOCK_M=BLOCK_M,
+        dweight.stride(0), dweight.stride(1), dweight.stride(2), GATHER=gather is not None,
     )  # fmt: skip
     return dweight

@@ -29,7 +29,7 @@ def apply_experts_implementation(model: Any, name: str) -> int:
     With either kernel (``scattermoe``, ``sonicmoe``) the routers also compute through
     :mod:`ftcore_moe_kernels.routing`.
     """
-    from ftcore_moe_kernels.experts import NAME, unsupported_reason
+    from ftcore_moe_kernels import experts, sonic
     from ftcore_moe_kernels.routing import install_routing
 
     model_type = getattr(model.config, "model_type", "?")
@@ -39,12 +39,13 @@ def apply_experts_implementation(model: Any, name: str) -> int:
             f"{type(model).__name__} (model_type {model_type}) has no experts that transformers "
             "dispatches through its ExpertsInterface; remove the moe-kernels keys for this model"
         )
-    if name == NAME:
-        reasons = sorted({r for r in map(unsupported_reason, modules) if r})
+    check = {experts.NAME: experts.unsupported_reason, sonic.NAME: sonic.unsupported_reason}
+    if name in check:
+        reasons = sorted({r for r in map(check[name], modules) if r})
         if reasons:
             raise FtcoreError(
-                f"scattermoe does not support the experts of {model_type}: {'; '.join(reasons)} "
-                "(it needs concatenated gate/up projections without bias)"
+                f"{name} does not support the experts of {model_type}: {'; '.join(reasons)}; "
+                "remove the moe-kernels keys for this model"
             )
     if name in KERNELS:
         install_routing(model)

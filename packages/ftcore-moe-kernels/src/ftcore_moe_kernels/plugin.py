@@ -77,9 +77,10 @@ class MoEKernelsPlugin:
 
             register()
         elif name == "sonicmoe":
-            from ftcore_moe_kernels.sonic import check_sonicmoe
+            from ftcore_moe_kernels.sonic import check_sonicmoe, register
 
             check_sonicmoe()
+            register()
 
     @hookimpl
     def ftcore_post_model_build(self, cfg, model):

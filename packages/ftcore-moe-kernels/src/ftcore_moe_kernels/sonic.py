@@ -1,9 +1,27 @@
-"""SonicMoE: transformers dispatches ``sonicmoe`` to the ``kernels-community/sonic-moe`` kernel
-(loaded through the ``kernels`` package); check that it can run here before the model loads."""
+"""SonicMoE: the experts of a MoE block through the ``sonic-moe`` package (CuTe DSL kernels, Hopper
+or newer).
+
+Where the package is installed, ``sonicmoe`` in transformers' ExpertsInterface runs it directly
+(:func:`sonicmoe_experts_forward`). Without it, transformers' own ``sonicmoe`` implementation
+remains, which loads the ``kernels-community/sonic-moe`` kernel from the Hugging Face Hub.
+:func:`check_sonicmoe` says, before the model loads, why neither can run here.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Any
+
 from ftcore.errors import FtcoreError
+
+NAME = "sonicmoe"
+#: The gated activations SonicMoE fuses, by :func:`~ftcore_moe_kernels.gates.default_gate_activation`.
+ACTIVATIONS = {"silu": "SWIGLU", "gelu": "GEGLU", "relu": "REGLU"}
+_FALLBACK = "use use_scattermoe instead"
+
+
+def has_sonicmoe_package() -> bool:
+    return importlib.util.find_spec("sonicmoe") is not None
 
 
 def check_sonicmoe() -> None:
@@ -16,15 +34,76 @@ def check_sonicmoe() -> None:
     if major < 9:
         raise FtcoreError(
             f"use_sonicmoe needs a Hopper GPU or newer (compute capability 9.0+); "
-            f"{torch.cuda.get_device_name()} is {major}.{minor}: use use_scattermoe instead"
+            f"{torch.cuda.get_device_name()} is {major}.{minor}: {_FALLBACK}"
         )
+    if has_sonicmoe_package():
+        try:
+            import sonicmoe  # noqa: F401
+        except Exception as error:  # its CuTe DSL, quack or torch build does not fit
+            raise FtcoreError(
+                f"use_sonicmoe: the sonic-moe package is installed but does not import: "
+                f"{type(error).__name__}: {error}; reinstall it with the versions of "
+                f"nvidia-cutlass-dsl and quack-kernels it pins, or {_FALLBACK}"
+            ) from None
+        return
     from transformers.integrations.sonicmoe import is_sonicmoe_loadable
 
     try:
         is_sonicmoe_loadable(raise_error=True)
     except Exception as error:
         raise FtcoreError(
-            f"use_sonicmoe cannot load the SonicMoE kernel here: {error} (it needs the kernels "
-            "and nvidia-cutlass-dsl packages and the kernels-community/sonic-moe kernel); use "
-            "use_scattermoe instead"
+            f"use_sonicmoe cannot run here: {error} (install the sonic-moe package: "
+            "pip install 'ftcore-moe-kernels[sonicmoe]', Python 3.12+; or the kernels package "
+            f"for the kernels-community/sonic-moe kernel from the Hub); or {_FALLBACK}"
         ) from None
+
+
+def unsupported_reason(experts: Any) -> str | None:
+    """Why SonicMoE cannot run an experts module, or ``None``."""
+    from ftcore_moe_kernels.gates import default_gate_activation
+
+    if getattr(experts, "has_bias", False) or getattr(experts, "is_transposed", False):
+        return f"{type(experts).__name__} (bias or transposed weights)"
+    if not getattr(experts, "is_concatenated", True):
+        return f"{type(experts).__name__} (interleaved gate/up projections)"
+    if default_gate_activation(experts) not in ACTIVATIONS:
+        return f"{type(experts).__name__} (its gate is not SwiGLU, exact GeGLU or ReGLU)"
+    return None
+
+
+def sonicmoe_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, top_k_weights: Any):
+    """The experts of one MoE block through ``sonicmoe.moe_general_routing_inputs``."""
+    import sonicmoe
+    import torch
+    from sonicmoe.enums import ActivationType
+
+    from ftcore_moe_kernels.gates import default_gate_activation
+
+    tokens, top_k = hidden_states.shape[0], top_k_index.shape[-1]
+    # one entry per token-expert pair, token indices ascending (the order sonic-moe requires)
+    token_index = torch.arange(tokens, device=hidden_states.device, dtype=torch.int32)
+    activation = ActivationType[ACTIVATIONS[default_gate_activation(self)]]
+    out, _ = sonicmoe.moe_general_routing_inputs(
+        hidden_states,
+        top_k_weights.reshape(-1).float(),
+        token_index.repeat_interleave(top_k),
+        top_k_index.reshape(-1).int(),
+        self.gate_up_proj.permute(1, 2, 0),  # [2I, H, E], gate rows then up rows
+        None,
+        self.down_proj.permute(1, 2, 0),  # [H, I, E]
+        None,
+        E=self.gate_up_proj.shape[0],
+        stream_id=torch.cuda.current_stream().cuda_stream,
+        activation_type=activation,
+        is_inference_mode_enabled=not torch.is_grad_enabled(),
+        concat_layout=True,
+    )
+    return out
+
+
+def register() -> None:
+    """Run ``sonicmoe`` through the installed sonic-moe package (else transformers' Hub kernel)."""
+    if has_sonicmoe_package():
+        from transformers.integrations.moe import ExpertsInterface
+
+        ExpertsInterface.register(NAME, sonicmoe_experts_forward)

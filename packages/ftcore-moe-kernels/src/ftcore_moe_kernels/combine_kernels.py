@@ -1,0 +1,96 @@
+"""Triton kernels of :mod:`ftcore_moe_kernels.combine`: one program per token, its ``k`` rows
+loaded together as a ``[k, BLOCK_H]`` tile, the hidden size walked in ``BLOCK_H`` steps."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+_BLOCK_H = 256
+
+
+@triton.jit
+def _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED: tl.constexpr, K_PAD: tl.constexpr):
+    """This token's rows (int64), their weights (float32) and the mask of the real slots."""
+    slot = tl.arange(0, K_PAD)
+    real = slot < top_k
+    rows = tl.load(rows_ptr + token * top_k + slot, mask=real, other=0).to(tl.int64)
+    if WEIGHTED:
+        weight = tl.load(weights_ptr + token * top_k + slot, mask=real, other=0.0).to(tl.float32)
+    else:
+        weight = tl.where(real, 1.0, 0.0)
+    return rows, weight, real
+
+
+@triton.jit
+def _forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
+                    WEIGHTED: tl.constexpr, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+    token = tl.program_id(0).to(tl.int64)
+    rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED, K_PAD)
+    for h0 in range(0, hidden, BLOCK_H):
+        cols = h0 + tl.arange(0, BLOCK_H)
+        mask = real[:, None] & (cols[None, :] < hidden)
+        y = tl.load(y_ptr + rows[:, None] * stride_y + cols[None, :], mask=mask, other=0.0)
+        total = tl.sum(y.to(tl.float32) * weight[:, None], axis=0)
+        tl.store(out_ptr + token * stride_out + cols, total.to(out_ptr.dtype.element_ty),
+                 mask=cols < hidden)  # fmt: skip
+
+
+@triton.jit
+def _backward_kernel(y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dweights_ptr, hidden, top_k,
+                     stride_y, stride_grad, stride_dy,
+                     K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+    token = tl.program_id(0).to(tl.int64)
+    rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, True, K_PAD)
+    dots = tl.zeros((K_PAD,), dtype=tl.float32)
+    for h0 in range(0, hidden, BLOCK_H):
+        cols = h0 + tl.arange(0, BLOCK_H)
+        in_row = cols < hidden
+        mask = real[:, None] & in_row[None, :]
+        grad = tl.load(grad_ptr + token * stride_grad + cols, mask=in_row, other=0.0).to(tl.float32)
+        y = tl.load(y_ptr + rows[:, None] * stride_y + cols[None, :], mask=mask, other=0.0)
+        dots += tl.sum(y.to(tl.float32) * grad[None, :], axis=1)
+        tl.store(dy_ptr + rows[:, None] * stride_dy + cols[None, :],
+                 (weight[:, None] * grad[None, :]).to(dy_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+    slot = tl.arange(0, K_PAD)
+    tl.store(dweights_ptr + token * top_k + slot, dots, mask=real)
+
+
+def _unit_stride(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def combine_forward(
+    y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """``out[t] = sum_j weights[t, j] * y[rows[t, j]]`` in float32, stored in ``y``'s dtype."""
+    tokens, top_k = rows.shape
+    y, rows = _unit_stride(y), rows.contiguous()
+    out = y.new_empty(tokens, y.shape[-1])
+    if tokens == 0:
+        return out
+    weighted = weights is not None
+    _forward_kernel[(tokens,)](
+        y, rows, weights.contiguous() if weighted else rows, out, y.shape[-1], top_k,
+        y.stride(0), out.stride(0), WEIGHTED=weighted, K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,
+    )  # fmt: skip
+    return out
+
+
+def combine_backward(y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
+                     grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``dy`` (``y``'s shape and dtype) and ``dweights`` (float32, ``[T, k]``)."""
+    tokens, top_k = rows.shape
+    y, grad = _unit_stride(y), _unit_stride(grad)
+    rows, weights = rows.contiguous(), weights.contiguous()
+    dy = torch.empty_like(y)
+    dweights = torch.empty(tokens, top_k, dtype=torch.float32, device=y.device)
+    if tokens == 0:
+        return dy, dweights
+    _backward_kernel[(tokens,)](
+        y, rows, weights, grad, dy, dweights, y.shape[-1], top_k,
+        y.stride(0), grad.stride(0), dy.stride(0),
+        K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,
+    )  # fmt: skip
+    return dy, dweights

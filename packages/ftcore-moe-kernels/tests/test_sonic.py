@@ -1,0 +1,51 @@
+"""SonicMoE's CPU side: which experts it can run, and its errors before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_activation import experts_of
+from test_models import tiny
+
+from ftcore.errors import FtcoreError
+from ftcore_moe_kernels import sonic
+from ftcore_moe_kernels.gates import default_gate_activation
+
+
+def test_the_gate_activation_of_each_family():
+    assert default_gate_activation(experts_of(tiny("qwen3_moe"))) == "silu"
+    assert default_gate_activation(experts_of(tiny("gemma4_text"))) == "gelu_tanh"
+    experts = experts_of(tiny("mixtral"))
+    experts.act_fn = torch.nn.ReLU()
+    assert default_gate_activation(experts) == "relu"
+    experts._apply_gate = lambda gate_up: gate_up  # a gate of its own: nothing to fuse
+    assert default_gate_activation(experts) is None
+
+
+def test_sonicmoe_runs_swiglu_experts_but_not_tanh_geglu():
+    assert sonic.unsupported_reason(experts_of(tiny("qwen3_moe"))) is None
+    reason = sonic.unsupported_reason(experts_of(tiny("gemma4_text")))
+    assert "not SwiGLU, exact GeGLU or ReGLU" in reason
+
+
+@pytest.fixture
+def hopper(monkeypatch):
+    """A CUDA Hopper GPU as far as the check can tell (the checks after it are the point)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+
+
+def test_a_sonic_moe_package_that_does_not_import_is_named(hopper, tmp_path, monkeypatch):
+    package = tmp_path / "sonicmoe"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('cutlass.cute is missing')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(FtcoreError, match="installed but does not import: ImportError: cutlass"):
+        sonic.check_sonicmoe()
+
+
+def test_without_the_package_the_error_says_what_to_install(hopper):
+    if sonic.has_sonicmoe_package():
+        pytest.skip("sonic-moe is installed here")
+    with pytest.raises(FtcoreError, match=r"install the sonic-moe package.*use_scattermoe"):
+        sonic.check_sonicmoe()
