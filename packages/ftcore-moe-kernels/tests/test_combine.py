@@ -47,6 +47,21 @@ def test_combine_matches_autograd(backend, tokens, top_k, hidden, dtype, monkeyp
 
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_strided_bf16_rows_with_float32_weights_and_no_tokens(backend, monkeypatch):
+    monkeypatch.setattr(grouped, "BACKEND", backend)
+    y, rows, weights = expert_rows(6, 8, 2, 48, torch.bfloat16)
+    strided = torch.randn(y.shape[0], 96, dtype=torch.bfloat16)[:, ::2]  # a row stride of 96
+    strided.copy_(y)
+    weights = weights.float().requires_grad_(True)
+    got = combine_rows(strided, rows, weights)
+    torch.testing.assert_close(got, plain(y, rows, weights.detach()))
+    (dweights,) = torch.autograd.grad(got.float().sum(), weights)
+    assert dweights.dtype == torch.float32
+    empty = combine_rows(y[:0], rows[:0], weights.detach()[:0])
+    assert empty.shape == (0, 48)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_unweighted_sum_adds_each_tokens_rows(backend, monkeypatch):
     monkeypatch.setattr(grouped, "BACKEND", backend)
     y, rows, _ = expert_rows(9, 6, 4, 40, torch.float32)

@@ -18,14 +18,31 @@ def test_the_gate_activation_of_each_family():
     experts = experts_of(tiny("mixtral"))
     experts.act_fn = torch.nn.ReLU()
     assert default_gate_activation(experts) == "relu"
+    experts.act_fn = torch.nn.GELU()
+    assert default_gate_activation(experts) == "gelu"
     experts._apply_gate = lambda gate_up: gate_up  # a gate of its own: nothing to fuse
     assert default_gate_activation(experts) is None
 
 
-def test_sonicmoe_runs_swiglu_experts_but_not_tanh_geglu():
+def test_sonic_moe_runs_swiglu_and_tanh_geglu_experts_only():
     assert sonic.unsupported_reason(experts_of(tiny("qwen3_moe"))) is None
-    reason = sonic.unsupported_reason(experts_of(tiny("gemma4_text")))
-    assert "not SwiGLU, exact GeGLU or ReGLU" in reason
+    assert (
+        sonic.unsupported_reason(experts_of(tiny("gemma4_text"))) is None
+    )  # quack's GeGLU is tanh
+    experts = experts_of(tiny("qwen3_moe"))
+    for act in (torch.nn.GELU(), torch.nn.ReLU()):  # exact GELU, ReLU: sonic-moe has no kernel
+        experts.act_fn = act
+        assert "not SwiGLU or tanh-GeGLU" in sonic.unsupported_reason(experts)
+
+
+def test_with_the_package_a_model_sonic_moe_cannot_run_is_refused(monkeypatch):
+    from ftcore_moe_kernels.models import apply_experts_implementation
+
+    monkeypatch.setattr(sonic, "has_sonicmoe_package", lambda: True)
+    model = tiny("gpt_oss", head_dim=16, sliding_window=64, layer_types=["full_attention"],
+                 num_hidden_layers=1)  # fmt: skip
+    with pytest.raises(FtcoreError, match="sonicmoe does not support the experts of gpt_oss"):
+        apply_experts_implementation(model, "sonicmoe")
 
 
 @pytest.fixture

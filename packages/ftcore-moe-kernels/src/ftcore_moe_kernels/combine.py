@@ -60,4 +60,6 @@ class CombineRows(torch.autograd.Function):
 def combine_rows(y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """See :class:`CombineRows`: ``y [T * k, H]`` in expert order, ``rows [T, k]`` the row of each
     of a token's ``k`` slots, ``weights [T, k]``; returns ``[T, H]`` in ``y``'s dtype."""
+    if rows.numel() != y.shape[0]:  # the backward writes each row of y once: all must be covered
+        raise ValueError(f"rows covers {rows.numel()} of y's {y.shape[0]} rows")
     return CombineRows.apply(y, rows, weights)

@@ -24,7 +24,7 @@ def _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED: tl.constexpr, K_PAD: t
 
 
 @triton.jit
-def _forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
+def _combine_forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
                     WEIGHTED: tl.constexpr, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
     token = tl.program_id(0).to(tl.int64)
     rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED, K_PAD)
@@ -38,7 +38,7 @@ def _forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride
 
 
 @triton.jit
-def _backward_kernel(y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dweights_ptr, hidden, top_k,
+def _combine_backward_kernel(y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dweights_ptr, hidden, top_k,
                      stride_y, stride_grad, stride_dy,
                      K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
     token = tl.program_id(0).to(tl.int64)
@@ -71,7 +71,7 @@ def combine_forward(
     if tokens == 0:
         return out
     weighted = weights is not None
-    _forward_kernel[(tokens,)](
+    _combine_forward_kernel[(tokens,)](
         y, rows, weights.contiguous() if weighted else rows, out, y.shape[-1], top_k,
         y.stride(0), out.stride(0), WEIGHTED=weighted, K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,
     )  # fmt: skip
@@ -88,7 +88,7 @@ def combine_backward(y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
     dweights = torch.empty(tokens, top_k, dtype=torch.float32, device=y.device)
     if tokens == 0:
         return dy, dweights
-    _backward_kernel[(tokens,)](
+    _combine_backward_kernel[(tokens,)](
         y, rows, weights, grad, dy, dweights, y.shape[-1], top_k,
         y.stride(0), grad.stride(0), dy.stride(0),
         K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,

@@ -34,7 +34,8 @@ BLOCK_M = _block_m()
 def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
     """One config per ``(*block sizes named by names, num_warps, num_stages)``."""
     if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU tests: one small shape
-        shapes = [(32, 32, 16, 1, 1)[-len(names) - 2 :]]
+        small = {"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_M": 16}
+        shapes = [(*(small[name] for name in names), 1, 1)]
     return [triton.Config(dict(zip(names, shape)), num_warps=shape[-2], num_stages=shape[-1])
             for shape in shapes]  # fmt: skip
 
@@ -47,7 +48,7 @@ _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
 # height): a few hundred rows per expert make short loops, where deeper pipelines pay.
 _WGRAD_CONFIGS = _configs(("BLOCK_N", "BLOCK_K", "BLOCK_M"), [
     (64, 64, 128, 4, 3), (128, 64, 128, 4, 3), (128, 128, 128, 8, 3), (64, 128, 128, 4, 4),
-    (256, 64, 128, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 4, 5), (128, 64, 64, 4, 4),
+    (256, 64, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 32, 4, 5), (128, 64, 64, 4, 4),
     (256, 128, 64, 8, 3), (128, 256, 64, 8, 3),
 ])  # fmt: skip
 

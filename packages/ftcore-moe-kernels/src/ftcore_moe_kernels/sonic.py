@@ -15,8 +15,9 @@ from typing import Any
 from ftcore.errors import FtcoreError
 
 NAME = "sonicmoe"
-#: The gated activations SonicMoE fuses, by :func:`~ftcore_moe_kernels.gates.default_gate_activation`.
-ACTIVATIONS = {"silu": "SWIGLU", "gelu": "GEGLU", "relu": "REGLU"}
+#: The gated activations SonicMoE fuses, by :func:`~ftcore_moe_kernels.gates.default_gate_activation`
+#: (its GeGLU is quack's, with tanh-approximated GELU; its ReGLU has no grouped GEMM yet).
+ACTIVATIONS = {"silu": "SWIGLU", "gelu_tanh": "GEGLU"}
 _FALLBACK = "use use_scattermoe instead"
 
 
@@ -59,15 +60,17 @@ def check_sonicmoe() -> None:
 
 
 def unsupported_reason(experts: Any) -> str | None:
-    """Why SonicMoE cannot run an experts module, or ``None``."""
+    """Why the sonic-moe package cannot run an experts module, or ``None``."""
     from ftcore_moe_kernels.gates import default_gate_activation
 
+    if not getattr(experts, "has_gate", True):
+        return f"{type(experts).__name__} (no gate)"
     if getattr(experts, "has_bias", False) or getattr(experts, "is_transposed", False):
         return f"{type(experts).__name__} (bias or transposed weights)"
     if not getattr(experts, "is_concatenated", True):
         return f"{type(experts).__name__} (interleaved gate/up projections)"
     if default_gate_activation(experts) not in ACTIVATIONS:
-        return f"{type(experts).__name__} (its gate is not SwiGLU, exact GeGLU or ReGLU)"
+        return f"{type(experts).__name__} (its gate is not SwiGLU or tanh-GeGLU)"
     return None
 
 
@@ -93,7 +96,7 @@ def sonicmoe_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, to
         self.down_proj.permute(1, 2, 0),  # [H, I, E]
         None,
         E=self.gate_up_proj.shape[0],
-        stream_id=torch.cuda.current_stream().cuda_stream,
+        stream_id=torch.cuda.current_stream(hidden_states.device).cuda_stream,
         activation_type=activation,
         is_inference_mode_enabled=not torch.is_grad_enabled(),
         concat_layout=True,
