@@ -256,6 +256,26 @@ def test_unfrozen_parameters_train_only_what_matches(tmp_path, base_model):
     assert changed == {"lm_head.weight"}
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_error_and_removed(
+    tmp_path, base_model, monkeypatch
+):
+    real_save = torch.save
+    cfg = run_config(tmp_path, base_model, max_steps=4, save_steps=2, optimizer="adamw_torch")
+
+    def full_disk(obj, f, *args, **kwargs):  # what torch's zip writer raises on a full disk
+        if "optimizer" in str(f):
+            Path(f).write_bytes(b"PK\x03\x04 half an archive")
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 118 vs 104"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(FtcoreError, match=r"could not write checkpoint-2 to .* GiB free there"):
+        train(load_config(cfg))
+    assert not (Path(cfg["output_dir"]) / "checkpoint-2").exists()
+
+
 def test_incomplete_checkpoints_are_never_resumed(tmp_path):
     for step, complete in ((2, True), (4, True), (6, False)):
         folder = tmp_path / f"checkpoint-{step}"

@@ -25,6 +25,31 @@ def mark_complete(checkpoint: Path, step: int) -> None:
     os.replace(staging, checkpoint / MARKER)
 
 
+#: What torch's zip writer says when a write fails (a full disk, a lost mount): a RuntimeError.
+_WRITE_FAILURES = ("inline_container", "file write failed", "iostream error", "No space left")
+
+
+def write_failure(checkpoint: Path, error: BaseException) -> FtcoreError | None:
+    """The error to show when writing ``checkpoint`` failed on storage (``None``: another error).
+
+    The partial folder is removed first: it is never resumed (it has no marker), and on a full
+    disk its space is what the user needs back.
+    """
+    if not isinstance(error, OSError) and not any(s in str(error) for s in _WRITE_FAILURES):
+        return None
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    try:
+        free = f"{shutil.disk_usage(checkpoint.parent).free / 2**30:.1f} GiB free there"
+    except OSError:
+        free = "its storage cannot be read"
+    return FtcoreError(
+        f"could not write {checkpoint.name} to {checkpoint.parent} ({free}): "
+        f"{str(error).strip().splitlines()[0]}. The partial checkpoint was removed and earlier "
+        "checkpoints are kept; free space (or lower save_total_limit) and resume with "
+        "resume_from_checkpoint: auto"
+    )
+
+
 def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / MARKER).is_file()
 

@@ -89,11 +89,17 @@ class FtcoreTrainerMixin:
         return super().create_scheduler(num_training_steps, optimizer)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError) as error:
+            failure = checkpoints.write_failure(folder, error) if self.args.should_save else None
+            if failure is None:
+                raise
+            raise failure from error
         self.accelerator.wait_for_everyone()  # every rank's files are written before the marker
         if self.args.should_save:
-            run_dir = Path(self._get_output_dir(trial=trial))
-            folder = run_dir / f"checkpoint-{self.state.global_step}"
             checkpoints.mark_complete(folder, self.state.global_step)
             checkpoints.rotate(run_dir, self.ftcore_save_total_limit)
 
