@@ -22,7 +22,8 @@ from ftcore_moe_kernels.grouped import use_triton
 def sum_rows(
     y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``out[t] = sum_j weights[t, j] * y[rows[t, j]]`` (unit weights when ``None``), no autograd."""
+    """``out[t] = sum_j weights[t, j] * y[rows[t, j]]`` (unit weights when ``None``); no
+    autograd."""
     if use_triton(y):
         from ftcore_moe_kernels.combine_kernels import combine_forward
 

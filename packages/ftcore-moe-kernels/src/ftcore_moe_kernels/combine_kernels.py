@@ -24,8 +24,10 @@ def _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED: tl.constexpr, K_PAD: t
 
 
 @triton.jit
-def _combine_forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
-                    WEIGHTED: tl.constexpr, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+def _combine_forward_kernel(
+    y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
+    WEIGHTED: tl.constexpr, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr,
+):  # fmt: skip
     token = tl.program_id(0).to(tl.int64)
     rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED, K_PAD)
     for h0 in range(0, hidden, BLOCK_H):
@@ -38,9 +40,10 @@ def _combine_forward_kernel(y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k
 
 
 @triton.jit
-def _combine_backward_kernel(y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dweights_ptr, hidden, top_k,
-                     stride_y, stride_grad, stride_dy,
-                     K_PAD: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+def _combine_backward_kernel(
+    y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dweights_ptr, hidden, top_k,
+    stride_y, stride_grad, stride_dy, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr,
+):  # fmt: skip
     token = tl.program_id(0).to(tl.int64)
     rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, True, K_PAD)
     dots = tl.zeros((K_PAD,), dtype=tl.float32)
@@ -51,8 +54,8 @@ def _combine_backward_kernel(y_ptr, rows_ptr, weights_ptr, grad_ptr, dy_ptr, dwe
         grad = tl.load(grad_ptr + token * stride_grad + cols, mask=in_row, other=0.0).to(tl.float32)
         y = tl.load(y_ptr + rows[:, None] * stride_y + cols[None, :], mask=mask, other=0.0)
         dots += tl.sum(y.to(tl.float32) * grad[None, :], axis=1)
-        tl.store(dy_ptr + rows[:, None] * stride_dy + cols[None, :],
-                 (weight[:, None] * grad[None, :]).to(dy_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+        spread = (weight[:, None] * grad[None, :]).to(dy_ptr.dtype.element_ty)
+        tl.store(dy_ptr + rows[:, None] * stride_dy + cols[None, :], spread, mask=mask)
     slot = tl.arange(0, K_PAD)
     tl.store(dweights_ptr + token * top_k + slot, dots, mask=real)
 
@@ -73,7 +76,8 @@ def combine_forward(
     weighted = weights is not None
     _combine_forward_kernel[(tokens,)](
         y, rows, weights.contiguous() if weighted else rows, out, y.shape[-1], top_k,
-        y.stride(0), out.stride(0), WEIGHTED=weighted, K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,
+        y.stride(0), out.stride(0), WEIGHTED=weighted, K_PAD=triton.next_power_of_2(top_k),
+        BLOCK_H=_BLOCK_H,
     )  # fmt: skip
     return out
 

@@ -10,8 +10,8 @@ import torch
 def default_gate_activation(experts: Any) -> str | None:
     """``"silu"``, ``"gelu_tanh"``, ``"gelu"`` or ``"relu"`` when ``experts`` gates with
     transformers' default ``act(gate) * up`` (the gate is the first half of ``gate_up``) and that
-    activation; ``None`` for any other gate (gpt-oss's clamped one, an override on the instance, ...)
-    or activation."""
+    activation; ``None`` for any other gate (gpt-oss's clamped one, an override on the
+    instance, ...) or activation."""
     try:
         from transformers.activations import GELUActivation, GELUTanh, SiLUActivation
         from transformers.integrations.moe import _default_apply_gate

@@ -15,7 +15,7 @@ from typing import Any
 from ftcore.errors import FtcoreError
 
 NAME = "sonicmoe"
-#: The gated activations SonicMoE fuses, by :func:`~ftcore_moe_kernels.gates.default_gate_activation`
+#: The gated activations SonicMoE fuses, named as ``gates.default_gate_activation`` names them
 #: (its GeGLU is quack's, with tanh-approximated GELU; its ReGLU has no grouped GEMM yet).
 ACTIVATIONS = {"silu": "SWIGLU", "gelu_tanh": "GEGLU"}
 _FALLBACK = "use use_scattermoe instead"
