@@ -60,18 +60,15 @@ def check_sonicmoe() -> None:
 
 
 def unsupported_reason(experts: Any) -> str | None:
-    """Why the sonic-moe package cannot run an experts module, or ``None``."""
+    """Why the sonic-moe package cannot run an experts module, or ``None``: it needs scattermoe's
+    layout (concatenated gate/up projections, no bias) and a gate it fuses."""
+    from ftcore_moe_kernels import experts as scattermoe
     from ftcore_moe_kernels.gates import default_gate_activation
 
-    if not getattr(experts, "has_gate", True):
-        return f"{type(experts).__name__} (no gate)"
-    if getattr(experts, "has_bias", False) or getattr(experts, "is_transposed", False):
-        return f"{type(experts).__name__} (bias or transposed weights)"
-    if not getattr(experts, "is_concatenated", True):
-        return f"{type(experts).__name__} (interleaved gate/up projections)"
-    if default_gate_activation(experts) not in ACTIVATIONS:
+    layout = scattermoe.unsupported_reason(experts)
+    if layout is None and default_gate_activation(experts) not in ACTIVATIONS:
         return f"{type(experts).__name__} (its gate is not SwiGLU or tanh-GeGLU)"
-    return None
+    return layout
 
 
 def sonicmoe_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, top_k_weights: Any):
