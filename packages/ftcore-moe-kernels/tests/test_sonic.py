@@ -66,3 +66,15 @@ def test_without_the_package_the_error_says_what_to_install(hopper):
         pytest.skip("sonic-moe is installed here")
     with pytest.raises(FtcoreError, match=r"install the sonic-moe package.*use_scattermoe"):
         sonic.check_sonicmoe()
+
+
+def test_with_the_package_the_slow_first_step_is_announced(hopper, monkeypatch, caplog):
+    from ftcore_moe_kernels.plugin import MoEKernelsPlugin
+
+    monkeypatch.setattr(sonic, "check_sonicmoe", lambda: None)
+    monkeypatch.setattr(sonic, "register", lambda: None)
+    monkeypatch.setattr(sonic, "has_sonicmoe_package", lambda: True)
+    cfg = type("Cfg", (), {"use_scattermoe": None, "use_sonicmoe": True})()
+    with caplog.at_level("WARNING", logger="ftcore"):
+        MoEKernelsPlugin().ftcore_pre_model_load(cfg=cfg)
+    assert "first training step" in caplog.text and "QUACK_CACHE_DIR" in caplog.text

@@ -70,17 +70,20 @@ class MoEKernelsPlugin:
 
     @hookimpl
     def ftcore_pre_model_load(self, cfg):
-        """Register ``scattermoe``; check that SonicMoE can run here before loading weights."""
+        """Register ``scattermoe``; check that SonicMoE can run here before loading weights (and
+        say that sonic-moe's first step compiles its kernels for minutes)."""
         name = chosen_implementation(cfg)
         if name == "scattermoe":
             from ftcore_moe_kernels.experts import register
 
             register()
         elif name == "sonicmoe":
-            from ftcore_moe_kernels.sonic import check_sonicmoe, register
+            from ftcore_moe_kernels import sonic
 
-            check_sonicmoe()
-            register()
+            sonic.check_sonicmoe()
+            sonic.register()
+            if sonic.has_sonicmoe_package():
+                log.warning(sonic.first_step_notice())
 
     @hookimpl
     def ftcore_post_model_build(self, cfg, model):

@@ -101,6 +101,22 @@ def sonicmoe_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, to
     return out
 
 
+def first_step_notice() -> str:
+    """What the first training step with the sonic-moe package costs, and where its cache is."""
+    try:
+        from quack.cache_utils import get_cache_path
+
+        cache = str(get_cache_path())
+    except Exception:  # a quack without this helper: name the setting, not a guessed path
+        cache = "quack's cache"
+    return (
+        "ftcore: sonic-moe compiles and autotunes its GEMM kernels (CuTe DSL) during the first "
+        f"training step: about 8 minutes on an H200 with an empty cache. They are cached in {cache} "
+        "(set QUACK_CACHE_DIR to keep them elsewhere), so later runs on this machine start in "
+        "seconds."
+    )
+
+
 def register() -> None:
     """Run ``sonicmoe`` through the installed sonic-moe package (else transformers' Hub kernel)."""
     if has_sonicmoe_package():
