@@ -1,13 +1,15 @@
 """Single MoE experts block, forward + backward, per experts implementation (GPU).
 
     python -m benchmarks.moe_block [--tokens 8192,32768] [--backends grouped_mm,scattermoe,sonicmoe,eager]
+                                   [--lora 16]
 
 The experts of one Qwen3-MoE-shaped layer (hidden 2048, 128 experts, top-8, moe ffn 768, bf16)
 get the same hidden states and the same routing under every backend; routing is ``uniform``
 (random router logits) or ``skewed`` (a quarter of the experts take most of the tokens). Times are
 CUDA-event medians; the output of each backend is checked against the first one's. (transformers'
 ``batched_mm`` is left out: it gathers a weight matrix per token, 384 GiB at 8192 tokens.)
-Result: benchmarks/results/moe-block-<date>.json
+``--lora R`` puts peft LoRA of rank R on both expert weights (``target_parameters``), frozen base
+weights, as in ``adapter: lora`` training. Result: benchmarks/results/moe-block[-lora<R>]-<date>.json
 """
 
 from __future__ import annotations
@@ -33,8 +35,25 @@ def routing(tokens: int, kind: str, generator: torch.Generator):
     return index, (weights / weights.sum(-1, keepdim=True)).bfloat16()
 
 
+def with_lora(experts, rank: int):
+    """``experts`` with peft LoRA of ``rank`` on both weights (the base weights frozen)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    holder = torch.nn.Module()
+    holder.experts = experts
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False, target_modules=[],
+                        target_parameters=["experts.gate_up_proj", "experts.down_proj"])  # fmt: skip
+    inject_adapter_in_model(config, holder)
+    for name, parameter in holder.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return holder.experts
+
+
 def time_backend(experts, name, hidden, index, weights, repeats: int):
-    experts.config._experts_implementation = name
+    config = (
+        experts.get_base_layer().config if hasattr(experts, "get_base_layer") else experts.config
+    )
+    config._experts_implementation = name
     grad_out = torch.randn_like(hidden)
     times, output = [], None
     torch.cuda.reset_peak_memory_stats()
@@ -60,6 +79,7 @@ def main() -> None:
     parser.add_argument("--tokens", default="8192,32768")
     parser.add_argument("--backends", default="grouped_mm,scattermoe,eager")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--lora", type=int, default=0, help="LoRA rank on the experts (0: none)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -78,6 +98,8 @@ def main() -> None:
     experts = Qwen3MoeExperts(config).to("cuda", torch.bfloat16)
     for parameter in experts.parameters():
         torch.nn.init.normal_(parameter, std=0.02)
+    if args.lora:
+        experts = with_lora(experts, args.lora)
     results: dict[str, dict] = {}
     for tokens in map(int, args.tokens.split(",")):
         for kind in ("uniform", "skewed"):
@@ -100,10 +122,11 @@ def main() -> None:
             for row in case.values():
                 row["speedup_vs_first"] = first / row["median_ms"]
             results[f"{tokens}-{kind}"] = case
-    out = Path(args.out) / f"moe-block-{date.today().isoformat()}.json"
+    suffix = f"-lora{args.lora}" if args.lora else ""
+    out = Path(args.out) / f"moe-block{suffix}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "moe-block", "gpu": torch.cuda.get_device_name(), "shape": SHAPE,
-               "torch": torch.__version__, "results": results}  # fmt: skip
+               "lora_rank": args.lora, "torch": torch.__version__, "results": results}  # fmt: skip
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
 

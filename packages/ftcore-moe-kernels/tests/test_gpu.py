@@ -12,6 +12,7 @@ from test_models import tiny
 from ftcore.testing import loss_and_gradients, relative_error
 from ftcore_moe_kernels import grouped, sonic
 from ftcore_moe_kernels.experts import register, sort_by_expert
+from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 from ftcore_moe_kernels.models import apply_experts_implementation
 
 pytestmark = pytest.mark.gpu
@@ -42,6 +43,34 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monk
     got = run("triton", monkeypatch, x, w, order.offsets, order.source, g, order.rows)
     for name, a, b in zip(("output", "dx", "dweight"), got, expected):
         assert relative_error(a, b) < 1e-2, name
+
+
+@pytest.mark.parametrize("fusion", ["loop", "epilogue"])
+@pytest.mark.parametrize("rank", [16, 64])
+def test_fused_lora_kernel_matches_the_reference_in_bf16(rank, fusion, monkeypatch):
+    from ftcore_moe_kernels import kernels
+
+    monkeypatch.setattr(kernels, "LORA_FUSION", fusion)
+    torch.manual_seed(0)
+    tokens, experts, top_k, hidden, out = 4096, 128, 8, 2048, 1536
+    x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(experts, out, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
+    a = torch.randn(experts, rank, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
+    b = torch.randn(experts, out, rank, device="cuda", dtype=torch.bfloat16) / rank**0.5
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    order = sort_by_expert(torch.randn(tokens, experts, device="cuda").topk(top_k, -1).indices,
+                           experts)  # fmt: skip
+    g = torch.randn(order.source.numel(), out, device="cuda", dtype=torch.bfloat16)
+    results = {}
+    for backend in ("reference", "triton"):
+        monkeypatch.setattr(grouped, "BACKEND", backend)
+        y = grouped_lora_linear(x, w, a, b, 2.0, order.offsets, order.source, order.rows)
+        results[backend] = (y, *torch.autograd.grad(y, (x, a, b), g))
+    for name, got, want in zip(
+        ("output", "dx", "da", "db"), results["triton"], results["reference"]
+    ):
+        assert relative_error(got, want) < 1e-2, name
 
 
 def bf16_model(lora: bool):

@@ -11,10 +11,11 @@ kernel, others through the module's ``_apply_gate``) runs on the sorted rows, th
 linear projects back, and each token's k rows are summed with the router weights in float32
 (:mod:`ftcore_moe_kernels.combine`). Nothing is scattered with atomic adds, in either pass.
 
-LoRA on the expert parameters (peft's ``target_parameters``) runs through the same grouped
-products: when peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each
-projection adds ``scaling * (x @ rhs[e].T) @ lhs[e].T`` and the per-expert delta weights are never
-formed. Otherwise (several adapters at once) peft's merged weight is used as it is.
+LoRA on the expert parameters (peft's ``target_parameters``) runs inside the grouped kernels: when
+peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each projection adds
+``scaling * (x @ rhs[e].T) @ lhs[e].T`` in its own kernel's epilogue
+(:mod:`ftcore_moe_kernels.grouped_lora`) and the per-expert delta weights are never formed.
+Otherwise (several adapters at once) peft's merged weight is used as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from ftcore_moe_kernels.combine import combine_rows
 from ftcore_moe_kernels.grouped import grouped_linear, use_triton
+from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 
 NAME = "scattermoe"
 
@@ -86,11 +88,10 @@ def _project(weight: torch.Tensor, lora: Any, x: torch.Tensor, order: ExpertOrde
     """``x @ weight[e].T`` per expert, plus the LoRA term when ``lora`` holds peft's factors;
     ``gather``: ``x`` is in token order and each sorted row reads its token's row."""
     source, copies = (order.source, order.rows) if gather else (None, None)
-    out = grouped_linear(x, weight, order.offsets, source, copies)
-    if lora is not None:
-        low_rank = grouped_linear(x, lora.rhs, order.offsets, source, copies)
-        out = out + lora.scaling * grouped_linear(low_rank, lora.lhs, order.offsets)
-    return out
+    if lora is None:
+        return grouped_linear(x, weight, order.offsets, source, copies)
+    return grouped_lora_linear(x, weight, lora.rhs, lora.lhs, lora.scaling, order.offsets, source,
+                               copies)  # fmt: skip
 
 
 def scattermoe_experts_forward(

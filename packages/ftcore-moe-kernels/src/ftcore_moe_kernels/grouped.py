@@ -50,6 +50,38 @@ def use_triton(x: torch.Tensor) -> bool:
     return BACKEND == "triton" or (BACKEND == "auto" and x.is_cuda)
 
 
+def forward_rows(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
+                 gather: torch.Tensor | None, rows: int) -> torch.Tensor:  # fmt: skip
+    """``x[src(r)] @ weight[e(r)].T`` on the chosen backend."""
+    if use_triton(x):
+        from ftcore_moe_kernels.kernels import grouped_mm
+
+        return grouped_mm(x, weight, offsets, gather, rows)
+    return reference_forward(x, weight, offsets.tolist(), gather)
+
+
+def weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
+                gather: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``grad[rows of e].T @ x[src(rows of e)]`` per expert, shaped and typed like ``like``."""
+    if use_triton(x):
+        from ftcore_moe_kernels.kernels import grouped_weight_grad
+
+        return grouped_weight_grad(x, grad, offsets, gather, like.shape, like.dtype)
+    return reference_weight_grad(x, grad, offsets.tolist(), gather, like.shape).to(like.dtype)
+
+
+def input_grad(drows: torch.Tensor, x: torch.Tensor, gather: torch.Tensor | None,
+               copies: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """The gradient of ``x`` from its sorted rows' gradients ``drows``."""
+    if gather is None:
+        return drows
+    if copies is not None:  # a token chosen by k experts sums its k rows
+        from ftcore_moe_kernels.combine import sum_rows
+
+        return sum_rows(drows, copies).to(x.dtype)
+    return torch.zeros_like(x).index_add_(0, gather, drows.to(x.dtype))
+
+
 class GroupedLinear(torch.autograd.Function):
     """``y[r] = x[src(r)] @ weight[e(r)].T`` over expert-sorted rows, with its backward."""
 
@@ -59,43 +91,19 @@ class GroupedLinear(torch.autograd.Function):
                 sorted_rows: int) -> torch.Tensor:  # fmt: skip
         ctx.save_for_backward(x, weight, offsets, gather, copies)
         ctx.sorted_rows = sorted_rows
-        if use_triton(x):
-            from ftcore_moe_kernels.kernels import grouped_mm
-
-            return grouped_mm(x, weight, offsets, gather, sorted_rows)
-        return reference_forward(x, weight, offsets.tolist(), gather)
+        return forward_rows(x, weight, offsets, gather, sorted_rows)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight, offsets, gather, copies = ctx.saved_tensors
         grad = grad.contiguous()
         dx = dweight = None
-        triton = use_triton(x)
         if ctx.needs_input_grad[0]:
             # d rows = grad @ weight[e]: the same grouped product with the weight transposed
-            transposed = weight.transpose(1, 2)
-            if triton:
-                from ftcore_moe_kernels.kernels import grouped_mm
-
-                drows = grouped_mm(grad, transposed, offsets, None, ctx.sorted_rows)
-            else:
-                drows = reference_forward(grad, transposed, offsets.tolist(), None)
-            if gather is None:
-                dx = drows
-            elif copies is not None:  # a token chosen by k experts sums its k rows
-                from ftcore_moe_kernels.combine import sum_rows
-
-                dx = sum_rows(drows, copies).to(x.dtype)
-            else:
-                dx = torch.zeros_like(x).index_add_(0, gather, drows.to(x.dtype))
+            drows = forward_rows(grad, weight.transpose(1, 2), offsets, None, ctx.sorted_rows)
+            dx = input_grad(drows, x, gather, copies)
         if ctx.needs_input_grad[1]:
-            if triton:
-                from ftcore_moe_kernels.kernels import grouped_weight_grad
-
-                dweight = grouped_weight_grad(x, grad, offsets, gather, weight.shape, weight.dtype)
-            else:
-                dweight = reference_weight_grad(x, grad, offsets.tolist(), gather, weight.shape)
-            dweight = dweight.to(weight.dtype)
+            dweight = weight_grad(x, grad, offsets, gather, weight)
         return dx, dweight, None, None, None, None
 
 

@@ -1,9 +1,13 @@
 """Triton kernels of the grouped linear layers (see :mod:`ftcore_moe_kernels.grouped`).
 
 ``grouped_mm``: each program computes a ``BLOCK_M x BLOCK_N`` tile of output rows that all
-belong to one expert; input rows are gathered by index inside the kernel. ``grouped_weight_grad``:
-each program accumulates one ``BLOCK_N x BLOCK_K`` tile of one expert's weight gradient over that
-expert's rows. Weights are read through their strides, so the transposed weight of the backward
+belong to one expert; input rows are gathered by index inside the kernel. With LoRA
+(``grouped_mm_lora``) the program's epilogue adds ``scaling * low @ B[e].T``, where ``low = x @ A[e].T``
+is computed in the same main loop on the input tiles already loaded (``LORA_FUSION = "loop"``) or
+by a narrow grouped product before (``"epilogue"``); no delta weight is formed.
+
+``grouped_weight_grad``: each program accumulates one ``BLOCK_N x BLOCK_K`` tile of one expert's
+weight gradient over that expert's rows. Weights are read through their strides, so the transposed weight of the backward
 pass is a view, not a copy.
 
 The table of row tiles is built on the device (no host sync per call): the grid is sized for the
@@ -29,6 +33,20 @@ def _block_m() -> int:
 
 #: Rows per tile (each tile belongs to one expert); FTCORE_MOE_BLOCK_M overrides it for tuning.
 BLOCK_M = _block_m()
+
+
+def _lora_fusion() -> str:
+    value = os.environ.get("FTCORE_MOE_LORA_FUSION", "loop")
+    if value not in {"loop", "epilogue"}:
+        raise ValueError(f"FTCORE_MOE_LORA_FUSION must be 'loop' or 'epilogue', not {value!r}")
+    return value
+
+
+#: Where the LoRA kernel multiplies the input by ``A[e]``: ``loop`` (in the main loop, on the input
+#: tiles already loaded) or ``epilogue`` (a narrow grouped product first; the main loop stays the
+#: plain kernel's). Either way ``B[e]`` is applied in the epilogue. FTCORE_MOE_LORA_FUSION overrides
+#: it for tuning.
+LORA_FUSION = _lora_fusion()
 
 
 def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
@@ -63,12 +81,15 @@ def _source_rows(gather_ptr, rows, row_mask, GATHER: tl.constexpr):
     return source
 
 
-@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER"])
+@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP"])
 @triton.jit
 def _grouped_mm_kernel(
     x_ptr, w_ptr, y_ptr, gather_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
-    N, K, stride_xm, stride_xk, stride_we, stride_wn, stride_wk, stride_ym, stride_yn,
-    GATHER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    a_ptr, b_ptr, low_ptr, scaling, N, K, R,
+    stride_xm, stride_xk, stride_we, stride_wn, stride_wk, stride_ym, stride_yn,
+    stride_ae, stride_ar, stride_ak, stride_be, stride_bn, stride_br, stride_lm, stride_lr,
+    GATHER: tl.constexpr, LORA: tl.constexpr, LOW_IN_LOOP: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
     block = tl.program_id(0)
     start = tl.load(block_start_ptr + block)
@@ -81,7 +102,9 @@ def _grouped_mm_kernel(
     source = _source_rows(gather_ptr, rows, row_mask, GATHER)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     inner = tl.arange(0, BLOCK_K)
+    ranks = tl.arange(0, BLOCK_R)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    low = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)  # LoRA in the loop: x @ a[e].T
     for k0 in range(0, K, BLOCK_K):
         k = k0 + inner
         x = tl.load(x_ptr + source[:, None] * stride_xm + k[None, :] * stride_xk,
@@ -89,6 +112,22 @@ def _grouped_mm_kernel(
         w = tl.load(w_ptr + expert * stride_we + cols[None, :] * stride_wn + k[:, None] * stride_wk,
                     mask=(cols[None, :] < N) & (k[:, None] < K), other=0.0)  # fmt: skip
         acc += tl.dot(x, w)
+        if LORA and LOW_IN_LOOP:
+            a = tl.load(a_ptr + expert * stride_ae + ranks[None, :] * stride_ar + k[:, None] * stride_ak,
+                        mask=(ranks[None, :] < R) & (k[:, None] < K), other=0.0)  # fmt: skip
+            low += tl.dot(x, a)
+    if LORA:  # the epilogue adds scaling * low @ b[e].T
+        low_rows = low_ptr + rows[:, None] * stride_lm + ranks[None, :] * stride_lr
+        low_mask = row_mask[:, None] & (ranks[None, :] < R)
+        if LOW_IN_LOOP:
+            low = low.to(low_ptr.dtype.element_ty)
+            if tl.program_id(1) == 0:  # one column of programs keeps it for the backward
+                tl.store(low_rows, low, mask=low_mask)
+        else:
+            low = tl.load(low_rows, mask=low_mask, other=0.0)
+        b = tl.load(b_ptr + expert * stride_be + cols[None, :] * stride_bn + ranks[:, None] * stride_br,
+                    mask=(cols[None, :] < N) & (ranks[:, None] < R), other=0.0)  # fmt: skip
+        acc += scaling * tl.dot(low, b)
     tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :] * stride_yn,
              acc.to(y_ptr.dtype.element_ty), mask=row_mask[:, None] & (cols[None, :] < N))  # fmt: skip
 
@@ -141,18 +180,41 @@ def _blocks(offsets: torch.Tensor, rows: int, block_m: int):
 def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
                gather: torch.Tensor | None, rows: int) -> torch.Tensor:  # fmt: skip
     """``y[r] = x[src(r)] @ weight[e(r)].T`` for ``rows`` expert-sorted rows; ``weight`` [E, N, K]."""
+    return _launch_grouped_mm(x, weight, offsets, gather, rows, None)[0]
+
+
+def grouped_mm_lora(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                    scaling: float, offsets: torch.Tensor, gather: torch.Tensor | None,
+                    rows: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """:func:`grouped_mm` plus ``scaling * (x[src(r)] @ a[e].T) @ b[e].T`` in the same kernel
+    (``a`` [E, R, K], ``b`` [E, N, R]); also returns the low-rank rows ``x[src(r)] @ a[e].T``."""
+    return _launch_grouped_mm(x, weight, offsets, gather, rows, (a, b, scaling))
+
+
+def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
     n, k = weight.shape[1], weight.shape[2]
     y = x.new_empty(rows, n)
+    a, b, scaling = lora if lora is not None else (weight, weight, 0.0)  # unread without LoRA
+    rank = a.shape[1] if lora is not None else 0
     if rows == 0:
-        return y
+        return y, x.new_empty(rows, rank)
+    low_in_loop = LORA_FUSION == "loop"
+    if lora is not None and not low_in_loop:
+        low = _launch_grouped_mm(x, a, offsets, gather, rows, None)[0]
+    else:
+        low = x.new_empty(rows, rank)
     experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
     grid = lambda meta: (experts.numel(), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
     _grouped_mm_kernel[grid](
-        x, weight, y, gather if gather is not None else starts, experts, starts, ends, n, k,
+        x, weight, y, gather if gather is not None else starts, experts, starts, ends,
+        a, b, low if lora is not None else y, scaling, n, k, rank,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), weight.stride(2),
-        y.stride(0), y.stride(1), GATHER=gather is not None, BLOCK_M=BLOCK_M,
+        y.stride(0), y.stride(1), a.stride(0), a.stride(1), a.stride(2),
+        b.stride(0), b.stride(1), b.stride(2), low.stride(0), low.stride(1),
+        GATHER=gather is not None, LORA=lora is not None, LOW_IN_LOOP=low_in_loop, BLOCK_M=BLOCK_M,
+        BLOCK_R=max(16, triton.next_power_of_2(rank)),
     )  # fmt: skip
-    return y
+    return y, low
 
 
 def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
