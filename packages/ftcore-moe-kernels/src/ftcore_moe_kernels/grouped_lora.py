@@ -76,4 +76,8 @@ def grouped_lora_linear(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, 
     """See :class:`GroupedLoraLinear`; the other arguments as in
     :func:`~ftcore_moe_kernels.grouped.grouped_linear`."""
     rows = x.shape[0] if gather is None else gather.numel()
+    # peft's factors are permuted views with the expert index fastest in memory: every element the
+    # kernels load would be its own transaction, outside the loop's asynchronous copies. A copy of
+    # the (small) factors per call keeps all loads contiguous; autograd maps the gradients back.
+    a, b = a.contiguous(), b.contiguous()
     return GroupedLoraLinear.apply(x, weight, a, b, float(scaling), offsets, gather, copies, rows)
