@@ -74,9 +74,12 @@ def test_fused_lora_kernel_matches_the_reference_in_bf16(rank, fusion, monkeypat
 
 
 def bf16_model(lora: bool):
+    """One layer whose experts have moe-qwen3's shape (Qwen3-30B-A3B's): sonic-moe compiles its
+    GEMMs per shape for minutes, and this way the benchmarks' kernel cache serves the test too."""
     register()
-    model = tiny("qwen3_moe", hidden_size=256, moe_intermediate_size=128, num_experts=16,
-                 num_experts_per_tok=4, vocab_size=1024)  # fmt: skip
+    experts = dict.fromkeys(("num_experts", "num_local_experts", "n_routed_experts"), 128)
+    model = tiny("qwen3_moe", hidden_size=2048, moe_intermediate_size=768, num_experts_per_tok=8,
+                 num_hidden_layers=1, vocab_size=1024, **experts)  # fmt: skip
     if lora:
         config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
                             target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"])  # fmt: skip
