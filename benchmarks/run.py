@@ -154,11 +154,13 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
            "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"] * nproc),
            **variant.get("env", {})}  # fmt: skip
     launch = ["--nproc", str(nproc)] if "nproc" in variant else []
-    subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    # the run's checkpoint and model (17 GB for moe-qwen3) are not what is measured: three
-    # variants' worth filled the H200 machine's disk
-    shutil.rmtree(work / name, ignore_errors=True)
+    try:
+        subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT,
+                       env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    finally:
+        # the run's checkpoint and model (17 GB for moe-qwen3) are not what is measured: three
+        # variants' worth filled the H200 machine's disk
+        shutil.rmtree(work / name, ignore_errors=True)
     return json.loads(out.read_text())
 
 

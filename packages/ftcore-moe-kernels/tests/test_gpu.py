@@ -45,32 +45,44 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monk
         assert relative_error(a, b) < 1e-2, name
 
 
+@pytest.mark.parametrize("gather", ["copies", "none"])
 @pytest.mark.parametrize("fusion", ["loop", "epilogue"])
-@pytest.mark.parametrize("rank", [16, 64])
-def test_fused_lora_kernel_matches_the_reference_in_bf16(rank, fusion, monkeypatch):
+@pytest.mark.parametrize("rank", [20, 64])  # 20: a padded rank tile
+def test_fused_lora_kernel_matches_the_delta_weight_formula_in_bf16(rank, fusion, gather,
+                                                                    monkeypatch):  # fmt: skip
+    """Against float32 autograd of ``x[src] @ (W[e] + s * B[e] @ A[e]).T``, delta weights formed."""
     from ftcore_moe_kernels import kernels
 
     monkeypatch.setattr(kernels, "LORA_FUSION", fusion)
     torch.manual_seed(0)
-    tokens, experts, top_k, hidden, out = 4096, 128, 8, 2048, 1536
-    x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    w = torch.randn(experts, out, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
-    a = torch.randn(experts, rank, hidden, device="cuda", dtype=torch.bfloat16) / hidden**0.5
-    b = torch.randn(experts, out, rank, device="cuda", dtype=torch.bfloat16) / rank**0.5
-    a.requires_grad_(True)
-    b.requires_grad_(True)
+    tokens, experts, top_k, hidden, out, scaling = 4096, 128, 8, 2048, 1536, 2.0
+
+    def randn(*shape, scale):
+        return (torch.randn(*shape, device="cuda") * scale).bfloat16().requires_grad_(True)
+
+    w, x = randn(experts, out, hidden, scale=hidden**-0.5), randn(tokens, hidden, scale=1.0)
+    a, b = (
+        randn(experts, rank, hidden, scale=hidden**-0.5),
+        randn(experts, out, rank, scale=rank**-0.5),
+    )
     order = sort_by_expert(torch.randn(tokens, experts, device="cuda").topk(top_k, -1).indices,
                            experts)  # fmt: skip
+    if gather == "none":
+        x = x[order.source].detach().requires_grad_(True)
+    source = None if gather == "none" else order.source
+    copies = order.rows if gather == "copies" else None
     g = torch.randn(order.source.numel(), out, device="cuda", dtype=torch.bfloat16)
-    results = {}
-    for backend in ("reference", "triton"):
-        monkeypatch.setattr(grouped, "BACKEND", backend)
-        y = grouped_lora_linear(x, w, a, b, 2.0, order.offsets, order.source, order.rows)
-        results[backend] = (y, *torch.autograd.grad(y, (x, a, b), g))
-    for name, got, want in zip(
-        ("output", "dx", "da", "db"), results["triton"], results["reference"]
-    ):
-        assert relative_error(got, want) < 1e-2, name
+    y = grouped_lora_linear(x, w, a, b, scaling, order.offsets, source, copies)
+    got = (y, *torch.autograd.grad(y, (x, w, a, b), g))
+
+    wide = [t.detach().float().requires_grad_(True) for t in (x, w, a, b)]
+    rows = wide[0] if source is None else wide[0][source]
+    bounds = order.offsets.tolist()
+    expected = torch.cat([rows[bounds[e] : bounds[e + 1]] @ (wide[1][e] + scaling * wide[3][e] @ wide[2][e]).T
+                          for e in range(experts)])  # fmt: skip
+    want = (expected, *torch.autograd.grad(expected, wide, g.float()))
+    for name, value, reference in zip(("output", "dx", "dw", "da", "db"), got, want):
+        assert relative_error(value, reference) < 1e-2, name
 
 
 def bf16_model(lora: bool):

@@ -6,76 +6,81 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftcore_moe_kernels import grouped
+from ftcore_moe_kernels import grouped, kernels
 from ftcore_moe_kernels.experts import sort_by_expert
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 
+#: Each backend, and for Triton each place of the ``A`` product (``kernels.LORA_FUSION``).
+BACKENDS = ["reference", "triton-loop", "triton-epilogue"]
 
-@pytest.fixture(autouse=True, params=["loop", "epilogue"])
-def fusion(request, monkeypatch):
-    """Tiles of 16 rows, and each place of the ``A`` product (``kernels.LORA_FUSION``)."""
-    from ftcore_moe_kernels import kernels
 
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Tiles of 16 rows, so that an expert's rows span several tiles."""
+    name, _, fusion = request.param.partition("-")
+    monkeypatch.setattr(grouped, "BACKEND", name)
     monkeypatch.setattr(kernels, "BLOCK_M", 16)
-    monkeypatch.setattr(kernels, "LORA_FUSION", request.param)
+    monkeypatch.setattr(kernels, "LORA_FUSION", fusion or "loop")
+    return request.param
 
 
-def plain(x, w, a, b, scaling, index):
+def with_delta_weights(x, w, a, b, scaling, offsets, source):
     """Autograd's answer, with each expert's delta weight formed."""
-    rows = x if index.source is None else x[index.source]
-    out = []
-    for expert in range(w.shape[0]):
-        segment = slice(index.offsets[expert], index.offsets[expert + 1])
-        out.append(rows[segment] @ (w[expert] + scaling * b[expert] @ a[expert]).T)
+    rows = x if source is None else x[source]
+    out = [rows[offsets[e] : offsets[e + 1]] @ (w[e] + scaling * b[e] @ a[e]).T
+           for e in range(w.shape[0])]  # fmt: skip
     return torch.cat(out)
 
 
-class Index:
-    def __init__(self, order, gather):
-        self.offsets = order.offsets.tolist()
-        self.source = order.source if gather else None
+def padded(shape):
+    """A tensor of ``shape`` inside NaN-filled storage (8 more columns): a load past the last
+    column, which a missing mask would make, turns the result into NaN."""
+    storage = torch.full((*shape[:-1], shape[-1] + 8), float("nan"))
+    storage[..., : shape[-1]] = torch.randn(shape)
+    return storage[..., : shape[-1]]
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
-@pytest.mark.parametrize("gather", ["copies", "scatter", "none"])
-@pytest.mark.parametrize("rank", [4, 20])  # 20: a rank tile of 32, masked
-@pytest.mark.parametrize("train_weight", [False, True])
-def test_fused_lora_matches_the_delta_weight_formula(backend, gather, rank, train_weight,
-                                                     monkeypatch):  # fmt: skip
-    monkeypatch.setattr(grouped, "BACKEND", backend)
-    torch.manual_seed(rank)
-    tokens, experts, top_k, hidden, out, scaling = 41, 5, 2, 24, 40, 0.75
+def check(tokens, experts, top_k, rank, gather, trainable, seed=0):
+    torch.manual_seed(seed)
+    hidden, out, scaling = 24, 40, 0.75
     order = sort_by_expert(torch.randint(0, experts, (tokens, top_k)), experts)
-    x = torch.randn(tokens, hidden)
+    x = padded((tokens, hidden))
     if gather == "none":
         x = x[order.source]
-    w = torch.randn(experts, out, hidden).requires_grad_(train_weight)
-    a = torch.randn(experts, rank, hidden, requires_grad=True)
-    b = torch.randn(experts, out, rank, requires_grad=True)
-    x.requires_grad_(True)
+    w, a, b = (
+        padded((experts, out, hidden)),
+        padded((experts, rank, hidden)),
+        padded((experts, out, rank)),
+    )
+    tensors = {"x": x, "w": w, "a": a, "b": b}
+    for name in trainable:
+        tensors[name].requires_grad_(True)
     g = torch.randn(order.source.numel(), out)
     source = None if gather == "none" else order.source
     copies = order.rows if gather == "copies" else None
-    params = [x, a, b] + ([w] if train_weight else [])
+    params = [tensors[name] for name in trainable]
 
     y = grouped_lora_linear(x, w, a, b, scaling, order.offsets, source, copies)
-    got = (y, *torch.autograd.grad(y, params, g))
-    expected_y = plain(x, w, a, b, scaling, Index(order, gather != "none"))
-    expected = (expected_y, *torch.autograd.grad(expected_y, params, g))
-    for name, value, want in zip(["y", "dx", "da", "db", "dw"], got, expected):
-        torch.testing.assert_close(value, want, rtol=1e-4, atol=1e-3, msg=name)
+    expected = with_delta_weights(x, w, a, b, scaling, order.offsets.tolist(), source)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-3)
+    got = torch.autograd.grad(y, params, g)
+    want = torch.autograd.grad(expected, params, g)
+    for name, value, reference in zip(trainable, got, want):
+        torch.testing.assert_close(value, reference, rtol=1e-4, atol=1e-3,
+                                   msg=lambda message, name=name: f"d{name}: {message}")  # fmt: skip
 
 
-def test_frozen_input_still_gives_the_factors_gradients():
-    torch.manual_seed(0)
-    order = sort_by_expert(torch.randint(0, 3, (9, 2)), 3)
-    x, w = torch.randn(9, 8), torch.randn(3, 16, 8)
-    a = torch.randn(3, 4, 8, requires_grad=True)
-    b = torch.randn(3, 16, 4, requires_grad=True)
-    y = grouped_lora_linear(x, w, a, b, 2.0, order.offsets, order.source, order.rows)
-    expected = plain(x, w, a, b, 2.0, Index(order, True))
-    g = torch.randn_like(y)
-    for value, want in zip(
-        torch.autograd.grad(y, (a, b), g), torch.autograd.grad(expected, (a, b), g)
-    ):
-        torch.testing.assert_close(value, want, rtol=1e-4, atol=1e-3)
+@pytest.mark.parametrize("gather", ["copies", "scatter", "none"])
+@pytest.mark.parametrize("rank", [4, 20])  # 20: a rank tile of 32, masked
+@pytest.mark.parametrize("trainable", [("x", "a", "b"), ("x", "w", "a", "b")], ids=["lora", "full"])
+def test_fused_lora_matches_the_delta_weight_formula(backend, gather, rank, trainable):
+    check(41, 5, 2, rank, gather, trainable, seed=rank)
+
+
+def test_frozen_input_still_gives_the_factors_gradients(backend):
+    check(9, 3, 2, 4, "copies", ("a", "b"))
+
+
+def test_experts_without_rows_and_no_rows_at_all(backend):
+    check(3, 8, 1, 4, "copies", ("x", "a", "b"))  # 3 rows for 8 experts
+    check(0, 4, 2, 4, "copies", ("x", "a", "b"))

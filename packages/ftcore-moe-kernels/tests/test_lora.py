@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from test_models import assert_unchanged_by, tiny
 
-from ftcore_moe_kernels import experts, grouped
+from ftcore_moe_kernels import grouped
 from ftcore_moe_kernels.experts import register
 from ftcore_moe_kernels.models import apply_experts_implementation
 
@@ -60,8 +60,9 @@ def test_eager_does_read_the_folded_weights(monkeypatch):
 
 
 def test_the_kernels_get_factors_contiguous_in_memory(monkeypatch):
-    """peft's ``lhs`` is a permuted view (the expert index fastest in memory); the kernels must see
-    each factor, or its transpose, contiguous, or their loads leave the pipelined main loop."""
+    """peft 0.21 hands over ``lhs`` as a permuted view (the expert index fastest in memory); the
+    kernels must see each factor, or its transpose, contiguous, or their loads leave the
+    pipelined main loop."""
     from ftcore_moe_kernels import kernels
 
     monkeypatch.setattr(grouped, "BACKEND", "triton")
@@ -76,15 +77,6 @@ def test_the_kernels_get_factors_contiguous_in_memory(monkeypatch):
         return launch(x, weight, offsets, gather, rows, lora)
 
     monkeypatch.setattr(kernels, "_launch_grouped_mm", record)
-    handed_over = []
-    project = experts._project
-
-    def spy(weight, lora, *args, **kwargs):
-        handed_over.append(lora.lhs.is_contiguous())
-        return project(weight, lora, *args, **kwargs)
-
-    monkeypatch.setattr(experts, "_project", spy)
     ids = torch.randint(3, 100, (1, 6))
     model(input_ids=ids, labels=ids).loss.backward()
-    assert handed_over == [False, False]  # what peft hands over
     assert len(layouts) == 8 and all(layouts)  # 2 projections x (forward, input gradient) x 2

@@ -50,7 +50,7 @@ def use_triton(x: torch.Tensor) -> bool:
     return BACKEND == "triton" or (BACKEND == "auto" and x.is_cuda)
 
 
-def forward_rows(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
+def project_rows(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
                  gather: torch.Tensor | None, rows: int) -> torch.Tensor:  # fmt: skip
     """``x[src(r)] @ weight[e(r)].T`` on the chosen backend."""
     if use_triton(x):
@@ -60,17 +60,20 @@ def forward_rows(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
     return reference_forward(x, weight, offsets.tolist(), gather)
 
 
-def weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
-                gather: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """``grad[rows of e].T @ x[src(rows of e)]`` per expert, shaped and typed like ``like``."""
+def accumulate_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
+                           gather: torch.Tensor | None, like: torch.Tensor,
+                           scale: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """``scale * grad[rows of e].T @ x[src(rows of e)]`` per expert (float32 sums), shaped and
+    typed like ``like``."""
     if use_triton(x):
         from ftcore_moe_kernels.kernels import grouped_weight_grad
 
-        return grouped_weight_grad(x, grad, offsets, gather, like.shape, like.dtype)
-    return reference_weight_grad(x, grad, offsets.tolist(), gather, like.shape).to(like.dtype)
+        return grouped_weight_grad(x, grad, offsets, gather, like.shape, like.dtype, scale)
+    dweight = reference_weight_grad(x, grad, offsets.tolist(), gather, like.shape)
+    return (dweight * scale).to(like.dtype)
 
 
-def input_grad(drows: torch.Tensor, x: torch.Tensor, gather: torch.Tensor | None,
+def collect_input_grad(drows: torch.Tensor, x: torch.Tensor, gather: torch.Tensor | None,
                copies: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
     """The gradient of ``x`` from its sorted rows' gradients ``drows``."""
     if gather is None:
@@ -91,7 +94,7 @@ class GroupedLinear(torch.autograd.Function):
                 sorted_rows: int) -> torch.Tensor:  # fmt: skip
         ctx.save_for_backward(x, weight, offsets, gather, copies)
         ctx.sorted_rows = sorted_rows
-        return forward_rows(x, weight, offsets, gather, sorted_rows)
+        return project_rows(x, weight, offsets, gather, sorted_rows)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
@@ -100,10 +103,10 @@ class GroupedLinear(torch.autograd.Function):
         dx = dweight = None
         if ctx.needs_input_grad[0]:
             # d rows = grad @ weight[e]: the same grouped product with the weight transposed
-            drows = forward_rows(grad, weight.transpose(1, 2), offsets, None, ctx.sorted_rows)
-            dx = input_grad(drows, x, gather, copies)
+            drows = project_rows(grad, weight.transpose(1, 2), offsets, None, ctx.sorted_rows)
+            dx = collect_input_grad(drows, x, gather, copies)
         if ctx.needs_input_grad[1]:
-            dweight = weight_grad(x, grad, offsets, gather, weight)
+            dweight = accumulate_weight_grad(x, grad, offsets, gather, weight)
         return dx, dweight, None, None, None, None
 
 

@@ -19,7 +19,12 @@ from typing import Any
 
 import torch
 
-from ftcore_moe_kernels.grouped import forward_rows, input_grad, use_triton, weight_grad
+from ftcore_moe_kernels.grouped import (
+    accumulate_weight_grad,
+    collect_input_grad,
+    project_rows,
+    use_triton,
+)
 
 
 def _forward_with_lora(x, weight, a, b, scaling, offsets, gather, rows):
@@ -28,10 +33,11 @@ def _forward_with_lora(x, weight, a, b, scaling, offsets, gather, rows):
         from ftcore_moe_kernels.kernels import grouped_mm_lora
 
         return grouped_mm_lora(x, weight, a, b, scaling, offsets, gather, rows)
-    low = forward_rows(x, a, offsets, gather, rows)
-    return forward_rows(x, weight, offsets, gather, rows) + scaling * forward_rows(
+    low = project_rows(x, a, offsets, gather, rows)
+    y = project_rows(x, weight, offsets, gather, rows) + scaling * project_rows(
         low, b, offsets, None, rows
-    ), low
+    )
+    return y, low
 
 
 class GroupedLoraLinear(torch.autograd.Function):
@@ -58,15 +64,15 @@ class GroupedLoraLinear(torch.autograd.Function):
                 grad, weight.transpose(1, 2), b.transpose(1, 2), a.transpose(1, 2), ctx.scaling,
                 offsets, None, ctx.sorted_rows,
             )  # fmt: skip
-            dx = input_grad(drows, x, gather, copies)
+            dx = collect_input_grad(drows, x, gather, copies)
         elif needs_a:
-            low_grad = forward_rows(grad, b.transpose(1, 2), offsets, None, ctx.sorted_rows)
+            low_grad = project_rows(grad, b.transpose(1, 2), offsets, None, ctx.sorted_rows)
         if needs_weight:
-            dweight = weight_grad(x, grad, offsets, gather, weight)
+            dweight = accumulate_weight_grad(x, grad, offsets, gather, weight)
         if needs_a:
-            da = weight_grad(x, low_grad, offsets, gather, a) * ctx.scaling
+            da = accumulate_weight_grad(x, low_grad, offsets, gather, a, ctx.scaling)
         if needs_b:
-            db = weight_grad(low, grad, offsets, None, b) * ctx.scaling
+            db = accumulate_weight_grad(low, grad, offsets, None, b, ctx.scaling)
         return dx, dweight, da, db, None, None, None, None, None
 
 

@@ -2,13 +2,15 @@
 
 ``grouped_mm``: each program computes a ``BLOCK_M x BLOCK_N`` tile of output rows that all
 belong to one expert; input rows are gathered by index inside the kernel. With LoRA
-(``grouped_mm_lora``) the program's epilogue adds ``scaling * low @ B[e].T``, where ``low = x @ A[e].T``
-is computed in the same main loop on the input tiles already loaded (``LORA_FUSION = "loop"``) or
-by a narrow grouped product before (``"epilogue"``); no delta weight is formed.
+(``grouped_mm_lora``) the program's epilogue adds ``scaling * low @ B[e].T``, where
+``low = x @ A[e].T`` is computed in the same main loop on the input tiles already loaded
+(``LORA_FUSION = "loop"``) or by a narrow grouped product before (``"epilogue"``); no delta
+weight is formed.
 
 ``grouped_weight_grad``: each program accumulates one ``BLOCK_N x BLOCK_K`` tile of one expert's
-weight gradient over that expert's rows. Weights are read through their strides, so the transposed weight of the backward
-pass is a view, not a copy.
+weight gradient over that expert's rows. Weights are read through their strides, so the
+transposed weight of the backward pass is a view, not a copy. Row offsets are int64: a million
+sorted rows times a 2,048-wide row passes int32.
 
 The table of row tiles is built on the device (no host sync per call): the grid is sized for the
 most tiles the rows can need, ``rows / BLOCK_M + experts``, and the programs past the real tiles
@@ -81,7 +83,7 @@ def _source_rows(gather_ptr, rows, row_mask, GATHER: tl.constexpr):
     return source
 
 
-@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP"])
+@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP", "BLOCK_R"])
 @triton.jit
 def _grouped_mm_kernel(
     x_ptr, w_ptr, y_ptr, gather_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
@@ -100,6 +102,7 @@ def _grouped_mm_kernel(
     rows = start + tl.arange(0, BLOCK_M)
     row_mask = rows < end
     source = _source_rows(gather_ptr, rows, row_mask, GATHER)
+    rows = rows.to(tl.int64)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     inner = tl.arange(0, BLOCK_K)
     ranks = tl.arange(0, BLOCK_R)
@@ -135,7 +138,7 @@ def _grouped_mm_kernel(
 @triton.autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "GATHER"])
 @triton.jit
 def _grouped_weight_grad_kernel(
-    x_ptr, g_ptr, dw_ptr, gather_ptr, offsets_ptr, N, K,
+    x_ptr, g_ptr, dw_ptr, gather_ptr, offsets_ptr, scale, N, K,
     stride_xm, stride_xk, stride_gm, stride_gn, stride_de, stride_dn, stride_dk,
     GATHER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -149,14 +152,14 @@ def _grouped_weight_grad_kernel(
         rows = m0 + tl.arange(0, BLOCK_M)
         row_mask = rows < end
         source = _source_rows(gather_ptr, rows, row_mask, GATHER)
-        g = tl.load(g_ptr + rows[:, None] * stride_gm + cols[None, :] * stride_gn,
+        g = tl.load(g_ptr + rows[:, None].to(tl.int64) * stride_gm + cols[None, :] * stride_gn,
                     mask=row_mask[:, None] & (cols[None, :] < N), other=0.0)  # fmt: skip
         x = tl.load(x_ptr + source[:, None] * stride_xm + inner[None, :] * stride_xk,
                     mask=row_mask[:, None] & (inner[None, :] < K), other=0.0)  # fmt: skip
         acc += tl.dot(tl.trans(g), x)
     expert64 = expert.to(tl.int64)
     tl.store(dw_ptr + expert64 * stride_de + cols[:, None] * stride_dn + inner[None, :] * stride_dk,
-             acc.to(dw_ptr.dtype.element_ty), mask=(cols[:, None] < N) & (inner[None, :] < K))  # fmt: skip
+             (acc * scale).to(dw_ptr.dtype.element_ty), mask=(cols[:, None] < N) & (inner[None, :] < K))  # fmt: skip
 
 
 def _blocks(offsets: torch.Tensor, rows: int, block_m: int):
@@ -198,8 +201,8 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
     rank = a.shape[1] if lora is not None else 0
     if rows == 0:
         return y, x.new_empty(rows, rank)
-    low_in_loop = LORA_FUSION == "loop"
-    if lora is not None and not low_in_loop:
+    low_in_loop = lora is not None and LORA_FUSION == "loop"
+    if lora is not None and not low_in_loop:  # the epilogue mode: x @ A[e] first
         low = _launch_grouped_mm(x, a, offsets, gather, rows, None)[0]
     else:
         low = x.new_empty(rows, rank)
@@ -218,10 +221,11 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
 
 
 def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tensor,
-                        gather: torch.Tensor | None, shape: torch.Size,
-                        dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
-    """``dweight[e] = grad[rows of e].T @ x[src(rows of e)]``, summed in float32 and stored in
-    ``dtype``; ``shape`` is [E, N, K]. Every tile is written (zeros for an expert without rows)."""
+                        gather: torch.Tensor | None, shape: torch.Size, dtype: torch.dtype,
+                        scale: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """``dweight[e] = scale * grad[rows of e].T @ x[src(rows of e)]``, summed in float32 and
+    stored in ``dtype``; ``shape`` is [E, N, K]. Every tile is written (zeros for an expert
+    without rows)."""
     n_experts, n, k = shape
     dweight = torch.empty(shape, dtype=dtype, device=x.device)
     offsets32 = offsets.to(torch.int32)
@@ -230,7 +234,7 @@ def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tens
         return n_experts, triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
 
     _grouped_weight_grad_kernel[grid](
-        x, grad, dweight, gather if gather is not None else offsets32, offsets32, n, k,
+        x, grad, dweight, gather if gather is not None else offsets32, offsets32, scale, n, k,
         x.stride(0), x.stride(1), grad.stride(0), grad.stride(1),
         dweight.stride(0), dweight.stride(1), dweight.stride(2), GATHER=gather is not None,
     )  # fmt: skip

@@ -7,6 +7,7 @@ from typing import Any
 
 from ftcore import hookimpl
 from ftcore.claims import Claim, ModelPart
+from ftcore.dist import is_main_process
 from ftcore_moe_kernels.models import KERNELS
 
 log = logging.getLogger("ftcore")
@@ -82,7 +83,7 @@ class MoEKernelsPlugin:
 
             sonic.check_sonicmoe()
             sonic.register()
-            if sonic.has_sonicmoe_package():
+            if sonic.has_sonicmoe_package() and is_main_process():
                 log.warning(sonic.first_step_notice())
 
     @hookimpl

@@ -107,7 +107,7 @@ def first_step_notice() -> str:
         from quack.cache_utils import get_cache_path
 
         cache = str(get_cache_path())
-    except Exception:  # a quack without this helper: name the setting, not a guessed path
+    except (ImportError, AttributeError):  # a quack without it: name the setting, not a guess
         cache = "quack's cache"
     return (
         "ftcore: sonic-moe compiles and autotunes its GEMM kernels (CuTe DSL) during the first "
