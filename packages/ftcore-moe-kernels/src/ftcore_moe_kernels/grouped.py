@@ -74,7 +74,7 @@ def accumulate_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.T
 
 
 def collect_input_grad(drows: torch.Tensor, x: torch.Tensor, gather: torch.Tensor | None,
-               copies: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+                       copies: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
     """The gradient of ``x`` from its sorted rows' gradients ``drows``."""
     if gather is None:
         return drows

@@ -7,7 +7,8 @@
 
 On the GPU the forward pass is one kernel (:func:`~ftcore_moe_kernels.kernels.grouped_mm_lora`):
 each input tile is multiplied by ``W[e]`` and ``A[e]`` while it is loaded, and the epilogue adds
-the low-rank term. The input gradient is the same kernel on the transposed problem,
+the low-rank term (with ``FTCORE_MOE_LORA_FUSION=epilogue``, ``x @ A[e].T`` comes from a narrow
+grouped product before it). The input gradient is the same kernel on the transposed problem,
 ``g @ W[e] + scaling * (g @ B[e]) @ A[e]``. The factors' gradients are two weight-gradient
 kernels over the low-rank rows that those two kernels kept:
 ``dA[e] = scaling * (g @ B[e]).T @ x`` and ``dB[e] = scaling * g.T @ (x @ A[e].T)``.
