@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from test_grouped_lora import with_delta_weights
 from test_models import tiny
 
 from ftcore.testing import loss_and_gradients, relative_error
@@ -76,10 +77,7 @@ def test_fused_lora_kernel_matches_the_delta_weight_formula_in_bf16(rank, fusion
     got = (y, *torch.autograd.grad(y, (x, w, a, b), g))
 
     wide = [t.detach().float().requires_grad_(True) for t in (x, w, a, b)]
-    rows = wide[0] if source is None else wide[0][source]
-    bounds = order.offsets.tolist()
-    expected = torch.cat([rows[bounds[e] : bounds[e + 1]] @ (wide[1][e] + scaling * wide[3][e] @ wide[2][e]).T
-                          for e in range(experts)])  # fmt: skip
+    expected = with_delta_weights(*wide, scaling, order.offsets.tolist(), source)
     want = (expected, *torch.autograd.grad(expected, wide, g.float()))
     for name, value, reference in zip(("output", "dx", "dw", "da", "db"), got, want):
         assert relative_error(value, reference) < 1e-2, name
