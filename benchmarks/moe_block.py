@@ -9,7 +9,8 @@ get the same hidden states and the same routing under every backend; routing is 
 CUDA-event medians; the output of each backend is checked against the first one's. (transformers'
 ``batched_mm`` is left out: it gathers a weight matrix per token, 384 GiB at 8192 tokens.)
 ``--lora R`` puts peft LoRA of rank R on both expert weights (``target_parameters``), frozen base
-weights, as in ``adapter: lora`` training. Result: benchmarks/results/moe-block[-lora<R>]-<date>.json
+weights, as in ``adapter: lora`` training; ``FTCORE_MOE_LORA_FUSION=epilogue`` times the other
+fusion mode. Result: benchmarks/results/moe-block[-lora<R>[-epilogue]]-<date>.json
 """
 
 from __future__ import annotations
@@ -122,11 +123,16 @@ def main() -> None:
             for row in case.values():
                 row["speedup_vs_first"] = first / row["median_ms"]
             results[f"{tokens}-{kind}"] = case
-    suffix = f"-lora{args.lora}" if args.lora else ""
+    suffix, fusion = "", None
+    if args.lora:
+        from ftcore_moe_kernels.kernels import LORA_FUSION as fusion
+
+        suffix = f"-lora{args.lora}" + ("" if fusion == "loop" else f"-{fusion}")
     out = Path(args.out) / f"moe-block{suffix}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "moe-block", "gpu": torch.cuda.get_device_name(), "shape": SHAPE,
-               "lora_rank": args.lora, "torch": torch.__version__, "results": results}  # fmt: skip
+               "lora_rank": args.lora, "lora_fusion": fusion, "torch": torch.__version__,
+               "results": results}  # fmt: skip
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
 
