@@ -10,7 +10,8 @@ CUDA-event medians; the output of each backend is checked against the first one'
 ``batched_mm`` is left out: it gathers a weight matrix per token, 384 GiB at 8192 tokens.)
 ``--lora R`` puts peft LoRA of rank R on both expert weights (``target_parameters``), frozen base
 weights, as in ``adapter: lora`` training; ``FTCORE_MOE_LORA_FUSION=epilogue`` times the other
-fusion mode. Result: benchmarks/results/moe-block[-lora<R>[-epilogue]]-<date>.json
+fusion mode, ``FTCORE_MOE_TILE_ORDER=grouped`` the other tile order. Result:
+benchmarks/results/moe-block[-lora<R>[-epilogue]][-grouped]-<date>.json
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
 
     from ftcore_moe_kernels import experts as scattermoe
     from ftcore_moe_kernels import sonic
+    from ftcore_moe_kernels.kernels import LORA_FUSION, TILE_ORDER
 
     scattermoe.register()
     if "sonicmoe" in args.backends.split(","):
@@ -123,16 +125,15 @@ def main() -> None:
             for row in case.values():
                 row["speedup_vs_first"] = first / row["median_ms"]
             results[f"{tokens}-{kind}"] = case
-    suffix, fusion = "", None
-    if args.lora:
-        from ftcore_moe_kernels.kernels import LORA_FUSION as fusion
-
-        suffix = f"-lora{args.lora}" + ("" if fusion == "loop" else f"-{fusion}")
-    out = Path(args.out) / f"moe-block{suffix}-{date.today().isoformat()}.json"
+    fusion = LORA_FUSION if args.lora else None
+    name = ["moe-block", f"lora{args.lora}"] if args.lora else ["moe-block"]
+    name += [setting for setting, default in ((fusion, "loop"), (TILE_ORDER, "spread"))
+             if setting not in (default, None)]  # fmt: skip
+    out = Path(args.out) / f"{'-'.join(name)}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "moe-block", "gpu": torch.cuda.get_device_name(), "shape": SHAPE,
-               "lora_rank": args.lora, "lora_fusion": fusion, "torch": torch.__version__,
-               "results": results}  # fmt: skip
+               "lora_rank": args.lora, "lora_fusion": fusion, "tile_order": TILE_ORDER,
+               "torch": torch.__version__, "results": results}  # fmt: skip
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
 

@@ -70,3 +70,13 @@ def test_every_package_has_the_house_layout():
     for package in sorted((ROOT / "packages").iterdir()):
         for name in ("pyproject.toml", "README.md", "CHANGELOG.md", "src", "tests"):
             assert (package / name).exists(), f"{package.name} lacks {name}"
+
+
+def test_each_package_states_one_version():
+    """pyproject.toml, ``__version__`` and the CHANGELOG's latest entry agree."""
+    for package in sorted((ROOT / "packages").iterdir()):
+        version = re.search(r'^version = "(.+)"', (package / "pyproject.toml").read_text(), re.M)[1]
+        (init,) = (package / "src").glob("*/__init__.py")
+        assert f'__version__ = "{version}"' in init.read_text(), f"{init} is not at {version}"
+        latest = re.search(r"^## (\S+)", (package / "CHANGELOG.md").read_text(), re.M)[1]
+        assert latest == version, f"{package.name}'s CHANGELOG starts at {latest}, not {version}"

@@ -11,7 +11,7 @@ from test_grouped_lora import with_delta_weights
 from test_models import tiny
 
 from ftcore.testing import loss_and_gradients, relative_error
-from ftcore_moe_kernels import grouped, sonic
+from ftcore_moe_kernels import grouped, kernels, sonic
 from ftcore_moe_kernels.experts import register, sort_by_expert
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 from ftcore_moe_kernels.models import apply_experts_implementation
@@ -27,9 +27,12 @@ def run(backend, monkeypatch, x, w, offsets, gather, g, copies=None):
     return (y, *torch.autograd.grad(y, (x, w), g))
 
 
+@pytest.mark.parametrize("tile_order", ["spread", "grouped"])
 @pytest.mark.parametrize("routing", ["uniform", "skewed"])
 @pytest.mark.parametrize(("hidden", "out"), [(2048, 1536), (768, 2048)])
-def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monkeypatch):
+def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, tile_order,
+                                                      monkeypatch):  # fmt: skip
+    monkeypatch.setattr(kernels, "TILE_ORDER", tile_order)
     torch.manual_seed(0)
     tokens, experts, top_k = 4096, 128, 8
     x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16)
@@ -52,8 +55,6 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, monk
 def test_fused_lora_kernel_matches_the_delta_weight_formula_in_bf16(rank, fusion, gather,
                                                                     monkeypatch):  # fmt: skip
     """Against float32 autograd of ``x[src] @ (W[e] + s * B[e] @ A[e]).T``, delta weights formed."""
-    from ftcore_moe_kernels import kernels
-
     monkeypatch.setattr(kernels, "LORA_FUSION", fusion)
     torch.manual_seed(0)
     tokens, experts, top_k, hidden, out, scaling = 4096, 128, 8, 2048, 1536, 2.0

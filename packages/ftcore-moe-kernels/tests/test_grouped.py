@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
+import triton
 
 from ftcore_moe_kernels import grouped
 from ftcore_moe_kernels.experts import sort_by_expert
@@ -35,9 +41,14 @@ def run(backend_name, backend, x, w, offsets, gather, g, copies=None):
     return y, dx, dw
 
 
+@pytest.mark.parametrize("tile_order", ["spread", "grouped"])
 @pytest.mark.parametrize("gather", ["copies", "scatter", "none"])
 @pytest.mark.parametrize(("tokens", "experts", "top_k"), [(37, 4, 2), (130, 8, 3), (5, 6, 1)])
-def test_triton_matches_the_reference_forward_and_backward(backend, gather, tokens, experts, top_k):
+def test_triton_matches_the_reference_forward_and_backward(backend, gather, tokens, experts, top_k,
+                                                           tile_order, monkeypatch):  # fmt: skip
+    from ftcore_moe_kernels import kernels
+
+    monkeypatch.setattr(kernels, "TILE_ORDER", tile_order)
     torch.manual_seed(tokens)
     hidden, out = 24, 40
     x = torch.randn(tokens, hidden)
@@ -69,3 +80,15 @@ def test_the_reference_is_one_matmul_per_expert_segment():
     offsets = torch.tensor([0, 1, 4])
     y = grouped.reference_forward(x, w, offsets.tolist(), torch.tensor([3, 0, 1, 2]))
     torch.testing.assert_close(y, torch.cat([x[3:4], 2 * x[0:3]]))
+
+
+@pytest.mark.skipif("cache_results" not in inspect.signature(triton.autotune).parameters,
+                    reason="Triton before 3.4 does not cache autotuning")  # fmt: skip
+def test_the_kernels_keep_their_autotuning_for_later_runs():
+    """On a GPU (the interpreter never caches), both kernels' autotuning goes to Triton's cache."""
+    code = ("from ftcore_moe_kernels import kernels as k; "
+            "print(k._grouped_mm_kernel.cache_results, k._grouped_weight_grad_kernel.cache_results)")  # fmt: skip
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.split() == ["True", "True"]

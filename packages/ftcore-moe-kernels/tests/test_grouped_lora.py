@@ -10,18 +10,24 @@ from ftcore_moe_kernels import grouped, kernels
 from ftcore_moe_kernels.experts import sort_by_expert
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 
-#: Each backend, and for Triton each place of the ``A`` product (``kernels.LORA_FUSION``).
-BACKENDS = ["reference", "triton-loop", "triton-epilogue"]
+#: (backend, kernels.LORA_FUSION, kernels.TILE_ORDER): the reference, and Triton with each place of
+#: the ``A`` product and each tile order.
+SETUPS = {
+    "reference": ("reference", "loop", "spread"),
+    "triton-loop": ("triton", "loop", "spread"),
+    "triton-epilogue": ("triton", "epilogue", "spread"),
+    "triton-loop-grouped": ("triton", "loop", "grouped"),
+}
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=SETUPS)
 def backend(request, monkeypatch):
     """Tiles of 16 rows, so that an expert's rows span several tiles."""
-    name, _, fusion = request.param.partition("-")
+    name, fusion, order = SETUPS[request.param]
     monkeypatch.setattr(grouped, "BACKEND", name)
     monkeypatch.setattr(kernels, "BLOCK_M", 16)
-    monkeypatch.setattr(kernels, "LORA_FUSION", fusion or "loop")
-    return request.param
+    monkeypatch.setattr(kernels, "LORA_FUSION", fusion)
+    monkeypatch.setattr(kernels, "TILE_ORDER", order)
 
 
 def with_delta_weights(x, w, a, b, scaling, offsets, source):

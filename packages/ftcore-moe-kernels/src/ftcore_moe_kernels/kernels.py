@@ -15,10 +15,16 @@ sorted rows times a 2,048-wide row passes int32.
 The table of row tiles is built on the device (no host sync per call): the grid is sized for the
 most tiles the rows can need, ``rows / BLOCK_M + experts``, and the programs past the real tiles
 return at once. Tile widths and pipelining are autotuned per problem shape on the GPU.
+
+``TILE_ORDER`` says which output tiles run side by side. ``spread``: a column band of ``grouped_mm``
+runs down every tile of rows, and one weight-gradient tile runs for every expert. ``grouped``: a
+tile of rows runs across all its columns, and one expert's weight-gradient tiles run together, so
+that the rows and the expert weight they share are read from L2 rather than from memory.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -26,29 +32,26 @@ import triton
 import triton.language as tl
 
 
-def _block_m() -> int:
-    value = os.environ.get("FTCORE_MOE_BLOCK_M", "128")
-    if value not in {"16", "32", "64", "128", "256"}:
-        raise ValueError(f"FTCORE_MOE_BLOCK_M must be 16, 32, 64, 128 or 256, not {value!r}")
-    return int(value)
+def _setting(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A tuning setting from the environment."""
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 #: Rows per tile (each tile belongs to one expert); FTCORE_MOE_BLOCK_M overrides it for tuning.
-BLOCK_M = _block_m()
-
-
-def _lora_fusion() -> str:
-    value = os.environ.get("FTCORE_MOE_LORA_FUSION", "loop")
-    if value not in {"loop", "epilogue"}:
-        raise ValueError(f"FTCORE_MOE_LORA_FUSION must be 'loop' or 'epilogue', not {value!r}")
-    return value
-
+BLOCK_M = int(_setting("FTCORE_MOE_BLOCK_M", "128", ("16", "32", "64", "128", "256")))
 
 #: Where the LoRA kernel multiplies the input by ``A[e]``: ``loop`` (in the main loop, on the input
 #: tiles already loaded) or ``epilogue`` (a narrow grouped product first; the main loop stays the
 #: plain kernel's). Either way ``B[e]`` is applied in the epilogue. FTCORE_MOE_LORA_FUSION overrides
 #: it for tuning.
-LORA_FUSION = _lora_fusion()
+LORA_FUSION = _setting("FTCORE_MOE_LORA_FUSION", "loop", ("loop", "epilogue"))
+
+#: Which output tiles run side by side (see the module docstring); FTCORE_MOE_TILE_ORDER overrides
+#: it for tuning.
+TILE_ORDER = _setting("FTCORE_MOE_TILE_ORDER", "spread", ("spread", "grouped"))
 
 
 def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
@@ -59,6 +62,14 @@ def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[trit
     return [triton.Config(dict(zip(names, shape)), num_warps=shape[-2], num_stages=shape[-1])
             for shape in shapes]  # fmt: skip
 
+
+#: Triton 3.4+ keeps autotuning results in its cache folder, so a machine's later runs skip the
+#: tuning (about half a minute).
+_AUTOTUNE_CACHE = (
+    {"cache_results": True}
+    if "cache_results" in inspect.signature(triton.autotune).parameters
+    else {}
+)
 
 _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
     (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 4),
@@ -83,17 +94,23 @@ def _source_rows(gather_ptr, rows, row_mask, GATHER: tl.constexpr):
     return source
 
 
-@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP", "BLOCK_R"])
+@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP", "BLOCK_R", "GROUPED"],
+                 **_AUTOTUNE_CACHE)  # fmt: skip
 @triton.jit
 def _grouped_mm_kernel(
     x_ptr, w_ptr, y_ptr, gather_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
-    a_ptr, b_ptr, low_ptr, scaling, N, K, R,
+    a_ptr, b_ptr, low_ptr, scaling, N, K, R, row_tiles,
     stride_xm, stride_xk, stride_we, stride_wn, stride_wk, stride_ym, stride_yn,
     stride_ae, stride_ar, stride_ak, stride_be, stride_bn, stride_br, stride_lm, stride_lr,
-    GATHER: tl.constexpr, LORA: tl.constexpr, LOW_IN_LOOP: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    GATHER: tl.constexpr, LORA: tl.constexpr, LOW_IN_LOOP: tl.constexpr, GROUPED: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
-    block = tl.program_id(0)
+    pid = tl.program_id(0)
+    if GROUPED:  # a tile of rows across all its columns
+        column_tiles = tl.cdiv(N, BLOCK_N)
+        block, column_tile = pid // column_tiles, pid % column_tiles
+    else:  # a column band down every tile of rows
+        block, column_tile = pid % row_tiles, pid // row_tiles
     start = tl.load(block_start_ptr + block)
     end = tl.load(block_end_ptr + block)
     if start >= end:  # past the last real tile
@@ -103,7 +120,7 @@ def _grouped_mm_kernel(
     row_mask = rows < end
     source = _source_rows(gather_ptr, rows, row_mask, GATHER)
     rows = rows.to(tl.int64)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = column_tile * BLOCK_N + tl.arange(0, BLOCK_N)
     inner = tl.arange(0, BLOCK_K)
     ranks = tl.arange(0, BLOCK_R)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -124,7 +141,7 @@ def _grouped_mm_kernel(
         low_mask = row_mask[:, None] & (ranks[None, :] < R)
         if LOW_IN_LOOP:
             low = low.to(low_ptr.dtype.element_ty)
-            if tl.program_id(1) == 0:  # one column of programs keeps it for the backward
+            if column_tile == 0:  # one column of programs keeps it for the backward
                 tl.store(low_rows, low, mask=low_mask)
         else:
             low = tl.load(low_rows, mask=low_mask, other=0.0)
@@ -135,18 +152,22 @@ def _grouped_mm_kernel(
              acc.to(y_ptr.dtype.element_ty), mask=row_mask[:, None] & (cols[None, :] < N))  # fmt: skip
 
 
-@triton.autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "GATHER"])
+@triton.autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "GATHER", "GROUPED"], **_AUTOTUNE_CACHE)
 @triton.jit
 def _grouped_weight_grad_kernel(
     x_ptr, g_ptr, dw_ptr, gather_ptr, offsets_ptr, scale, N, K,
     stride_xm, stride_xk, stride_gm, stride_gn, stride_de, stride_dn, stride_dk,
-    GATHER: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GATHER: tl.constexpr, GROUPED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    expert = tl.program_id(0)
+    if GROUPED:  # the grid is (K tiles, N tiles, experts): one expert's tiles run together
+        expert, column_tile, inner_tile = tl.program_id(2), tl.program_id(1), tl.program_id(0)
+    else:  # (experts, N tiles, K tiles): one tile runs for every expert
+        expert, column_tile, inner_tile = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     start = tl.load(offsets_ptr + expert)
     end = tl.load(offsets_ptr + expert + 1)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    inner = tl.program_id(2) * BLOCK_K + tl.arange(0, BLOCK_K)
+    cols = column_tile * BLOCK_N + tl.arange(0, BLOCK_N)
+    inner = inner_tile * BLOCK_K + tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for m0 in range(start, end, BLOCK_M):
         rows = m0 + tl.arange(0, BLOCK_M)
@@ -207,15 +228,15 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
     else:
         low = x.new_empty(rows, rank)
     experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
-    grid = lambda meta: (experts.numel(), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
+    grid = lambda meta: (experts.numel() * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _grouped_mm_kernel[grid](
         x, weight, y, gather if gather is not None else starts, experts, starts, ends,
-        a, b, low if lora is not None else y, scaling, n, k, rank,
+        a, b, low if lora is not None else y, scaling, n, k, rank, experts.numel(),
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), weight.stride(2),
         y.stride(0), y.stride(1), a.stride(0), a.stride(1), a.stride(2),
         b.stride(0), b.stride(1), b.stride(2), low.stride(0), low.stride(1),
-        GATHER=gather is not None, LORA=lora is not None, LOW_IN_LOOP=low_in_loop, BLOCK_M=BLOCK_M,
-        BLOCK_R=max(16, triton.next_power_of_2(rank)),
+        GATHER=gather is not None, LORA=lora is not None, LOW_IN_LOOP=low_in_loop,
+        GROUPED=TILE_ORDER == "grouped", BLOCK_M=BLOCK_M, BLOCK_R=max(16, triton.next_power_of_2(rank)),
     )  # fmt: skip
     return y, low
 
@@ -230,12 +251,16 @@ def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tens
     dweight = torch.empty(shape, dtype=dtype, device=x.device)
     offsets32 = offsets.to(torch.int32)
 
+    grouped = TILE_ORDER == "grouped"
+
     def grid(meta):
-        return n_experts, triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
+        tiles = triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
+        return (tiles[1], tiles[0], n_experts) if grouped else (n_experts, *tiles)
 
     _grouped_weight_grad_kernel[grid](
         x, grad, dweight, gather if gather is not None else offsets32, offsets32, scale, n, k,
         x.stride(0), x.stride(1), grad.stride(0), grad.stride(1),
         dweight.stride(0), dweight.stride(1), dweight.stride(2), GATHER=gather is not None,
+        GROUPED=grouped,
     )  # fmt: skip
     return dweight
