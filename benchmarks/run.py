@@ -227,6 +227,8 @@ def report(args: argparse.Namespace, scenario: dict, names: list[str], results: 
         "benchmark": args.scenario, "date": date.today().isoformat(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "reference": names[0], "versions": versions(),
+        "tuning": {name: value for name, value in os.environ.items()
+                   if name.startswith(("FTCORE_", "LIGER_", "TRITON_CACHE"))},
         "settings": {**scenario, "steps": args.steps, "warmup": args.warmup}, "results": results,
     }  # fmt: skip
 
