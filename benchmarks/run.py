@@ -77,11 +77,13 @@ EXPERT_LORA = {
     "lora_target_parameters": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
 }  # fmt: skip
 
+LIGER = {"plugins": ["liger"], **LIGER_KERNELS, "liger_fused_linear_cross_entropy": True}
+
 VARIANTS = {
     "plain": None,  # benchmarks/plain_loop.py
     "ftcore": {"plugins": []},
     "cce": {"plugins": ["cce"]},
-    "liger": {"plugins": ["liger"], **LIGER_KERNELS, "liger_fused_linear_cross_entropy": True},
+    "liger": LIGER,
     "liger+cce": {"plugins": ["liger", "cce"], **LIGER_KERNELS},
     # KD on a teacher's top-64 per token (random, from random_tokens); workers prefetch the batches
     # MoE experts implementations (scenario moe-qwen3)
@@ -95,8 +97,12 @@ VARIANTS = {
         **EXPERT_LORA,
     },
     "scattermoe+lora": {"plugins": ["moe-kernels"], "use_scattermoe": True, **EXPERT_LORA},
+    "sonicmoe+lora": {"plugins": ["moe-kernels"], "use_sonicmoe": True, **EXPERT_LORA},
+    "eager+lora": {"plugins": ["moe-kernels"], "experts_implementation": "eager", **EXPERT_LORA},
+    "liger+lora": {**LIGER, **EXPERT_LORA},
     # the whole-model peak is the 151k-vocabulary logits': with the CCE loss, the experts' share shows
     "scattermoe+cce": {"plugins": ["moe-kernels", "cce"], "use_scattermoe": True},
+    "sonicmoe+cce": {"plugins": ["moe-kernels", "cce"], "use_sonicmoe": True},
     "grouped_mm+cce": {"plugins": ["moe-kernels", "cce"], "experts_implementation": "grouped_mm"},
     "kd": {"plugins": ["kd"], **KD},
     "kd-naive": {"plugins": ["kd"], **KD, "kd_chunk_tokens": 0},
