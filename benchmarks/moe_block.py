@@ -1,7 +1,7 @@
 """Single MoE experts block, forward + backward, per experts implementation (GPU).
 
     python -m benchmarks.moe_block [--tokens 8192,32768] [--backends grouped_mm,scattermoe,sonicmoe,eager]
-                                   [--lora 16]
+                                   [--lora 16] [--profile]
 
 The experts of one Qwen3-MoE-shaped layer (hidden 2048, 128 experts, top-8, moe ffn 768, bf16)
 get the same hidden states and the same routing under every backend; routing is ``uniform``
@@ -51,6 +51,23 @@ def with_lora(experts, rank: int):
     return holder.experts
 
 
+def profile_backend(experts, hidden, index, weights, iterations: int = 3) -> list[dict]:
+    """The 15 GPU kernels that take the most time in a forward + backward pass (after timing)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    grad_out = torch.randn_like(hidden)
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(iterations):
+            experts(hidden.detach().requires_grad_(True), index, weights).backward(grad_out)
+            experts.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+    events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
+    events.sort(key=lambda event: event.self_device_time_total, reverse=True)
+    return [{"kernel": event.key[:120], "calls_per_pass": event.count / iterations,
+             "ms_per_pass": event.self_device_time_total / 1000 / iterations}
+            for event in events[:15]]  # fmt: skip
+
+
 def time_backend(experts, name, hidden, index, weights, repeats: int):
     config = (
         experts.get_base_layer().config if hasattr(experts, "get_base_layer") else experts.config
@@ -82,6 +99,7 @@ def main() -> None:
     parser.add_argument("--backends", default="grouped_mm,scattermoe,eager")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank on the experts (0: none)")
+    parser.add_argument("--profile", action="store_true", help="also record the GPU kernels")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -115,6 +133,8 @@ def main() -> None:
                 case[name], output = time_backend(
                     experts, name, hidden, index, weights, args.repeats
                 )
+                if args.profile:
+                    case[name]["kernels"] = profile_backend(experts, hidden, index, weights)
                 if reference is None:
                     reference = output
                 error = (output.float() - reference.float()).norm() / reference.float().norm()
