@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.run import tuning_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"hidden_size": 2048, "num_experts": 128, "num_experts_per_tok": 8,
          "moe_intermediate_size": 768}  # fmt: skip
@@ -146,14 +148,18 @@ def main() -> None:
                 row["speedup_vs_first"] = first / row["median_ms"]
             results[f"{tokens}-{kind}"] = case
     fusion = LORA_FUSION if args.lora else None
-    name = ["moe-block", f"lora{args.lora}"] if args.lora else ["moe-block"]
-    name += [setting for setting, default in ((fusion, "loop"), (TILE_ORDER, "spread"))
-             if setting not in (default, None)]  # fmt: skip
+    name = ["moe-block"]
+    if args.lora:
+        name.append(f"lora{args.lora}")
+    if fusion == "epilogue":
+        name.append(fusion)
+    if TILE_ORDER == "grouped":
+        name.append(TILE_ORDER)
     out = Path(args.out) / f"{'-'.join(name)}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "moe-block", "gpu": torch.cuda.get_device_name(), "shape": SHAPE,
                "lora_rank": args.lora, "lora_fusion": fusion, "tile_order": TILE_ORDER,
-               "torch": torch.__version__, "results": results}  # fmt: skip
+               "tuning": tuning_settings(), "torch": torch.__version__, "results": results}  # fmt: skip
     out.write_text(json.dumps(payload, indent=2))
     print(f"wrote {out}")
 

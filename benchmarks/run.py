@@ -216,6 +216,12 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def tuning_settings() -> dict[str, str]:
+    """The environment settings that change what the kernels do."""
+    prefixes = ("FTCORE_", "LIGER_", "TRITON_CACHE")
+    return {name: value for name, value in os.environ.items() if name.startswith(prefixes)}
+
+
 def report(args: argparse.Namespace, scenario: dict, names: list[str], results: dict) -> dict:
     import torch
 
@@ -233,8 +239,7 @@ def report(args: argparse.Namespace, scenario: dict, names: list[str], results: 
         "benchmark": args.scenario, "date": date.today().isoformat(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "reference": names[0], "versions": versions(),
-        "tuning": {name: value for name, value in os.environ.items()
-                   if name.startswith(("FTCORE_", "LIGER_", "TRITON_CACHE"))},
+        "tuning": tuning_settings(),
         "settings": {**scenario, "steps": args.steps, "warmup": args.warmup}, "results": results,
     }  # fmt: skip
 

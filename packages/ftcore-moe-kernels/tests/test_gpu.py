@@ -49,13 +49,16 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, tile
         assert relative_error(a, b) < 1e-2, name
 
 
+@pytest.mark.parametrize("tile_order", ["spread", "grouped"])
 @pytest.mark.parametrize("gather", ["copies", "none"])
 @pytest.mark.parametrize("fusion", ["loop", "epilogue"])
 @pytest.mark.parametrize("rank", [20, 64])  # 20: a padded rank tile
-def test_fused_lora_kernel_matches_the_delta_weight_formula_in_bf16(rank, fusion, gather,
-                                                                    monkeypatch):  # fmt: skip
+def test_fused_lora_kernel_matches_the_delta_weight_formula_in_bf16(
+    rank, fusion, gather, tile_order, monkeypatch
+):
     """Against float32 autograd of ``x[src] @ (W[e] + s * B[e] @ A[e]).T``, delta weights formed."""
     monkeypatch.setattr(kernels, "LORA_FUSION", fusion)
+    monkeypatch.setattr(kernels, "TILE_ORDER", tile_order)
     torch.manual_seed(0)
     tokens, experts, top_k, hidden, out, scaling = 4096, 128, 8, 2048, 1536, 2.0
 

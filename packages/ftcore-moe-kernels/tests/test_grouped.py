@@ -65,6 +65,24 @@ def test_triton_matches_the_reference_forward_and_backward(backend, gather, toke
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("tile_order", ["spread", "grouped"])
+def test_every_row_tile_and_every_weight_tile_is_written(backend, tile_order, monkeypatch):
+    """17 rows for each of 4 experts need 8 tiles of 16 rows, the table's full size
+    (``rows // 16 + experts``); 40 inputs and 72 outputs make several K and N tiles."""
+    from ftcore_moe_kernels import kernels
+
+    monkeypatch.setattr(kernels, "TILE_ORDER", tile_order)
+    torch.manual_seed(0)
+    experts, hidden, out = 4, 40, 72
+    order = sort_by_expert((torch.arange(17 * experts) % experts)[:, None], experts)
+    x, w = torch.randn(17 * experts, hidden), torch.randn(experts, out, hidden)
+    g = torch.randn(17 * experts, out)
+    expected = run("reference", backend, x, w, order.offsets, order.source, g)
+    got = run("triton", backend, x, w, order.offsets, order.source, g, order.rows)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_the_expert_order_and_its_inverse():
     index = torch.tensor([[2, 0], [0, 1], [2, 2]])
     order = sort_by_expert(index, 4)

@@ -17,6 +17,7 @@ SETUPS = {
     "triton-loop": ("triton", "loop", "spread"),
     "triton-epilogue": ("triton", "epilogue", "spread"),
     "triton-loop-grouped": ("triton", "loop", "grouped"),
+    "triton-epilogue-grouped": ("triton", "epilogue", "grouped"),
 }
 
 

@@ -57,7 +57,8 @@ TILE_ORDER = _setting("FTCORE_MOE_TILE_ORDER", "spread", ("spread", "grouped"))
 def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
     """One config per ``(*block sizes named by names, num_warps, num_stages)``."""
     if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU tests: one small shape
-        small = {"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_M": 16}
+        # N and K tiles of different widths, so that a mix-up of the two shows
+        small = {"BLOCK_N": 32, "BLOCK_K": 16, "BLOCK_M": 16}
         shapes = [(*(small[name] for name in names), 1, 1)]
     return [triton.Config(dict(zip(names, shape)), num_warps=shape[-2], num_stages=shape[-1])
             for shape in shapes]  # fmt: skip
@@ -71,6 +72,9 @@ _AUTOTUNE_CACHE = (
     else {}
 )
 
+#: Everything a tile's best shape depends on; the tuning cache outlives the process, so BLOCK_M
+#: (an environment setting) is in it too.
+_MM_KEY = ["N", "K", "GATHER", "LORA", "LOW_IN_LOOP", "BLOCK_M", "BLOCK_R", "GROUPED"]
 _MM_CONFIGS = _configs(("BLOCK_N", "BLOCK_K"), [
     (64, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 4), (64, 64, 4, 4), (128, 32, 4, 4),
     (128, 64, 8, 3), (256, 64, 8, 3), (128, 128, 8, 3),
@@ -94,8 +98,7 @@ def _source_rows(gather_ptr, rows, row_mask, GATHER: tl.constexpr):
     return source
 
 
-@triton.autotune(configs=_MM_CONFIGS, key=["N", "K", "GATHER", "LORA", "LOW_IN_LOOP", "BLOCK_R", "GROUPED"],
-                 **_AUTOTUNE_CACHE)  # fmt: skip
+@triton.autotune(configs=_MM_CONFIGS, key=_MM_KEY, **_AUTOTUNE_CACHE)
 @triton.jit
 def _grouped_mm_kernel(
     x_ptr, w_ptr, y_ptr, gather_ptr, block_expert_ptr, block_start_ptr, block_end_ptr,
@@ -227,11 +230,12 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
         low = _launch_grouped_mm(x, a, offsets, gather, rows, None)[0]
     else:
         low = x.new_empty(rows, rank)
-    experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
-    grid = lambda meta: (experts.numel() * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    tile_experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
+    row_tiles = tile_experts.numel()
+    grid = lambda meta: (row_tiles * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _grouped_mm_kernel[grid](
-        x, weight, y, gather if gather is not None else starts, experts, starts, ends,
-        a, b, low if lora is not None else y, scaling, n, k, rank, experts.numel(),
+        x, weight, y, gather if gather is not None else starts, tile_experts, starts, ends,
+        a, b, low if lora is not None else y, scaling, n, k, rank, row_tiles,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), weight.stride(2),
         y.stride(0), y.stride(1), a.stride(0), a.stride(1), a.stride(2),
         b.stride(0), b.stride(1), b.stride(2), low.stride(0), low.stride(1),
@@ -250,12 +254,13 @@ def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tens
     n_experts, n, k = shape
     dweight = torch.empty(shape, dtype=dtype, device=x.device)
     offsets32 = offsets.to(torch.int32)
-
     grouped = TILE_ORDER == "grouped"
 
     def grid(meta):
-        tiles = triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
-        return (tiles[1], tiles[0], n_experts) if grouped else (n_experts, *tiles)
+        column_tiles, inner_tiles = triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(k, meta["BLOCK_K"])
+        if grouped:
+            return inner_tiles, column_tiles, n_experts
+        return n_experts, column_tiles, inner_tiles
 
     _grouped_weight_grad_kernel[grid](
         x, grad, dweight, gather if gather is not None else offsets32, offsets32, scale, n, k,
