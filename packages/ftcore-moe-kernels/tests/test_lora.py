@@ -35,6 +35,31 @@ def poison_folded_weights(monkeypatch):
                         lambda self, W: torch.full_like(W, float("nan")))  # fmt: skip
 
 
+def count_folds(monkeypatch) -> list[torch.Size]:
+    """The shape of every fold (``W + scaling * lhs @ rhs``) peft computes from now on."""
+    layer = pytest.importorskip("peft.tuners.lora.layer")
+    if not hasattr(layer, "_LoraFactorsProxy"):
+        pytest.skip("this peft folds expert LoRA into the weight; nothing to avoid")
+    folds, fold = [], layer._LoraFactorsProxy.forward
+    monkeypatch.setattr(layer._LoraFactorsProxy, "forward",
+                        lambda self, W: folds.append(W.shape) or fold(self, W))  # fmt: skip
+    return folds
+
+
+def test_peft_hands_the_factors_over_without_folding_them(monkeypatch):
+    """Under scattermoe peft registers no parametrization, so torch's check does not fold the
+    expert stack; under eager it does, and reads the fold."""
+    model = lora_model("qwen3_moe")
+    apply_experts_implementation(model, "scattermoe")
+    folds = count_folds(monkeypatch)
+    ids = torch.randint(3, 100, (2, 10))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert folds == []
+    apply_experts_implementation(model, "eager")
+    model(input_ids=ids, labels=ids)
+    assert len(folds) >= 2
+
+
 @pytest.mark.parametrize("backend", ["reference", "triton"])
 @pytest.mark.parametrize("model_type", ["qwen3_moe", "mixtral"])
 def test_expert_lora_matches_eager_without_forming_delta_weights(model_type, backend, monkeypatch):

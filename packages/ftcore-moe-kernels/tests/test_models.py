@@ -157,14 +157,19 @@ def test_the_readme_lists_exactly_the_tested_models():
     assert block.strip() == ", ".join(TESTED_MODEL_TYPES)
 
 
-def test_lora_on_the_experts_trains_through_scattermoe(tmp_path, base_model):
+def test_lora_on_the_experts_trains_through_scattermoe(tmp_path, base_model, monkeypatch):
+    """The same adapter as eager; under scattermoe peft never folds the expert stacks."""
+    from test_lora import count_folds
+
     adapters = {}
     for name, keys in {"eager": {}, "scattermoe": {"use_scattermoe": True}}.items():
         cfg = run_config(tmp_path / name, base_model, adapter="lora", lora_r=4,
                          lora_target_modules=["q_proj"],
                          lora_target_parameters=["mlp.experts.gate_up_proj",
                                                  "mlp.experts.down_proj"], **keys)  # fmt: skip
+        folds = count_folds(monkeypatch)
         train(load_config(cfg))
+        assert (folds == []) == (name == "scattermoe"), f"{name}: {len(folds)} folds"
         adapters[name] = load_file(str(Path(cfg["output_dir"]) / "adapter_model.safetensors"))
     assert any("experts" in key for key in adapters["eager"])
     for key, value in adapters["eager"].items():

@@ -14,7 +14,8 @@ linear projects back, and each token's k rows are summed with the router weights
 LoRA on the expert parameters (peft's ``target_parameters``) runs inside the grouped kernels: when
 peft keeps an adapter's low-rank factors (``delta[e] = lhs[e] @ rhs[e]``), each projection adds
 ``scaling * (x @ rhs[e].T) @ lhs[e].T`` in its own kernel's epilogue
-(:mod:`ftcore_moe_kernels.grouped_lora`) and the per-expert delta weights are never formed.
+(:mod:`ftcore_moe_kernels.grouped_lora`) and the per-expert delta weights are never formed; peft's
+wrappers hand the factors over without folding them first (:mod:`ftcore_moe_kernels.peft_factors`).
 Otherwise (several adapters at once) peft's merged weight is used as it is.
 """
 
@@ -27,6 +28,7 @@ import torch
 from ftcore_moe_kernels.combine import combine_rows
 from ftcore_moe_kernels.grouped import grouped_linear, use_triton
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
+from ftcore_moe_kernels.peft_factors import lora_factors
 
 NAME = "scattermoe"
 
@@ -70,10 +72,18 @@ def sort_by_expert(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
     return ExpertOrder(pairs // top_k, pairs, rows.view(-1, top_k), offsets)
 
 
+def takes_factors(experts: Any) -> bool:
+    """Whether ``experts`` dispatches here, where LoRA factors are used as they are."""
+    return getattr(getattr(experts, "config", None), "_experts_implementation", None) == NAME
+
+
 def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
-    """Parameter ``name`` without LoRA and peft's factors proxy for it, or ``(weight, None)``."""
+    """Parameter ``name`` without LoRA and its LoRA factors (handed over, or peft's proxy), or
+    ``(weight, None)``."""
     from torch.nn.utils import parametrize
 
+    if (factors := lora_factors(module, name)) is not None:
+        return getattr(module, name), factors
     if parametrize.is_parametrized(module, name):
         chain = module.parametrizations[name]
         proxy = chain[0]

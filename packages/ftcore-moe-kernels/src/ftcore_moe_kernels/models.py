@@ -30,6 +30,7 @@ def apply_experts_implementation(model: Any, name: str) -> int:
     :mod:`ftcore_moe_kernels.routing`.
     """
     from ftcore_moe_kernels import experts, sonic
+    from ftcore_moe_kernels.peft_factors import hand_over_factors
     from ftcore_moe_kernels.routing import install_routing
 
     model_type = getattr(model.config, "model_type", "?")
@@ -52,4 +53,5 @@ def apply_experts_implementation(model: Any, name: str) -> int:
     if name in KERNELS:
         install_routing(model)
     model.set_experts_implementation(name)
+    hand_over_factors(model, experts.takes_factors)
     return len(modules)

@@ -95,3 +95,13 @@ class MoEKernelsPlugin:
         from ftcore_moe_kernels.models import apply_experts_implementation
 
         apply_experts_implementation(model, name)
+
+    @hookimpl
+    def ftcore_post_adapter_load(self, cfg, model):
+        """Let peft's expert LoRA wrappers hand their factors to scattermoe without folding them."""
+        if chosen_implementation(cfg) != "scattermoe":
+            return
+        from ftcore_moe_kernels.experts import takes_factors
+        from ftcore_moe_kernels.peft_factors import hand_over_factors
+
+        hand_over_factors(model, takes_factors)
