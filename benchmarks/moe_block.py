@@ -43,7 +43,6 @@ def with_lora(experts, rank: int):
     """``experts`` with peft LoRA of ``rank`` on both weights (the base weights frozen)."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    from ftcore_moe_kernels.experts import takes_factors
     from ftcore_moe_kernels.peft_factors import hand_over_factors
 
     holder = torch.nn.Module()
@@ -53,7 +52,7 @@ def with_lora(experts, rank: int):
     inject_adapter_in_model(config, holder)
     for name, parameter in holder.named_parameters():
         parameter.requires_grad_("lora_" in name)
-    hand_over_factors(holder, takes_factors)  # as ftcore does after attaching the adapter
+    hand_over_factors(holder, "scattermoe")  # as ftcore does after attaching the adapter
     return holder.experts
 
 

@@ -3,6 +3,8 @@ with the adapter's factors: the same loss and adapter gradients as eager, no del
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -58,6 +60,22 @@ def test_peft_hands_the_factors_over_without_folding_them(monkeypatch):
     apply_experts_implementation(model, "eager")
     model(input_ids=ids, labels=ids)
     assert len(folds) >= 2
+
+
+def test_a_deep_copy_hands_over_its_own_factors(monkeypatch):
+    """The mark travels with each wrapper: a copy (an EMA, a reference model) keeps its LoRA."""
+    model = lora_model("qwen3_moe")
+    apply_experts_implementation(model, "scattermoe")
+    twin = copy.deepcopy(model)
+    folds = count_folds(monkeypatch)
+    ids = torch.randint(3, 100, (2, 10))
+    with torch.no_grad():
+        assert twin(input_ids=ids, labels=ids).loss == model(input_ids=ids, labels=ids).loss
+        for name, parameter in twin.named_parameters():
+            if "experts" in name and "lora_B" in name:
+                parameter.mul_(10)
+        assert twin(input_ids=ids, labels=ids).loss != model(input_ids=ids, labels=ids).loss
+    assert folds == []
 
 
 @pytest.mark.parametrize("backend", ["reference", "triton"])

@@ -72,18 +72,21 @@ def sort_by_expert(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
     return ExpertOrder(pairs // top_k, pairs, rows.view(-1, top_k), offsets)
 
 
-def takes_factors(experts: Any) -> bool:
-    """Whether ``experts`` dispatches here, where LoRA factors are used as they are."""
-    return getattr(getattr(experts, "config", None), "_experts_implementation", None) == NAME
-
-
 def _base_and_lora(module: Any, name: str) -> tuple[torch.Tensor, Any]:
     """Parameter ``name`` without LoRA and its LoRA factors (handed over, or peft's proxy), or
     ``(weight, None)``."""
     from torch.nn.utils import parametrize
 
     if (factors := lora_factors(module, name)) is not None:
-        return getattr(module, name), factors
+        weight = getattr(module, name)
+        if (
+            factors.lhs.shape[:-1] != weight.shape[:-1]
+            or factors.rhs.shape[::2] != weight.shape[::2]
+        ):
+            raise RuntimeError(
+                f"peft's LoRA factors of {name} do not fit its shape {tuple(weight.shape)}"
+            )
+        return weight, factors
     if parametrize.is_parametrized(module, name):
         chain = module.parametrizations[name]
         proxy = chain[0]

@@ -53,5 +53,5 @@ def apply_experts_implementation(model: Any, name: str) -> int:
     if name in KERNELS:
         install_routing(model)
     model.set_experts_implementation(name)
-    hand_over_factors(model, experts.takes_factors)
+    hand_over_factors(model, experts.NAME)
     return len(modules)

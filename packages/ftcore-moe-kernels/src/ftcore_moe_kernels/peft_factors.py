@@ -3,21 +3,25 @@
 On every forward, peft's ``ParamWrapper`` (``target_parameters`` LoRA) registers a parametrization
 that holds the adapter's factors, and torch checks it by folding ``W + scaling * lhs @ rhs`` once:
 a temporary the size of the expert stack (805 MB for one Qwen3-30B-A3B layer's ``gate_up_proj`` in
-bf16), read and written for nothing, since the scattermoe kernels take the factors. While an
-experts module dispatches to scattermoe, :func:`hand_over_factors` makes the wrappers around it
-leave the factors where :func:`lora_factors` finds them instead, and register nothing. Under any
-other implementation, with several adapters, or with low-precision weights, peft's own path runs.
+bf16), read and written for nothing, since the scattermoe kernels take the factors.
+:func:`hand_over_factors` marks the wrappers around a model's experts: while those experts dispatch
+to the marked implementation, a marked wrapper leaves its factors where :func:`lora_factors` finds
+them instead, and registers nothing. Unmarked wrappers, other implementations, several adapters
+and low-precision weights take peft's own path.
+
+The mark is a string in the wrapper's ``__dict__`` (it survives ``copy.deepcopy`` and pickling);
+the wrapper class's ``_activate_lora`` is wrapped once, and reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
 
 _FACTORS = "_ftcore_lora_factors"
+_MARK = "_ftcore_factors_for"
 _COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -34,12 +38,13 @@ def lora_factors(experts: Any, name: str) -> LoraFactors | None:
     return experts.__dict__.get(_FACTORS, {}).get(name)
 
 
-def hand_over_factors(model: Any, takes_factors: Callable[[Any], bool]) -> int:
-    """Make every peft ``ParamWrapper`` around an experts module for which ``takes_factors`` is
-    true (checked on each forward) hand over its factors; returns how many wrappers."""
+def hand_over_factors(model: Any, implementation: str) -> int:
+    """Mark every peft ``ParamWrapper`` around an experts module of ``model`` to hand over its
+    factors while the experts dispatch to ``implementation``; returns how many wrappers."""
     wrappers = [module for module in model.modules() if _wraps_experts(module)]
-    for wrapper in wrappers:  # an instance attribute: peft's method stays as it is elsewhere
-        wrapper._activate_lora = _activation(wrapper, takes_factors)
+    for wrapper in wrappers:
+        _wrap_activation(type(wrapper))
+        wrapper.__dict__[_MARK] = implementation
     return len(wrappers)
 
 
@@ -50,27 +55,42 @@ def _wraps_experts(module: Any) -> bool:
     return hasattr(base, "is_concatenated") and hasattr(base, "has_gate")
 
 
-def _activation(wrapper: Any, takes_factors: Callable[[Any], bool]):
-    peft_activation = type(wrapper)._activate_lora.__get__(wrapper)
+def _wrap_activation(wrapper_class: type) -> None:
+    """Make ``wrapper_class._activate_lora`` hand over the factors on marked instances (once)."""
+    if "_ftcore_peft_activate_lora" in wrapper_class.__dict__:
+        return
+    peft_activation = wrapper_class._activate_lora
 
     @contextmanager
-    def activate(active_adapters: list[str]):
-        experts = wrapper.get_base_layer()
-        adapters = [name for name in active_adapters if name in wrapper.lora_A]
-        if (
-            len(adapters) != 1
-            or wrapper.num_experts < 2
-            or wrapper.get_param().dtype not in _COMPUTE_DTYPES
-            or not takes_factors(experts)
-        ):
-            with peft_activation(active_adapters):
+    def activate(self: Any, active_adapters: list[str]):
+        adapters = [name for name in active_adapters if name in self.lora_A]
+        if not _hands_over(self, adapters):
+            with peft_activation(self, active_adapters):
                 yield
             return
-        handed = experts.__dict__.setdefault(_FACTORS, {})
-        handed[wrapper.parameter_name] = LoraFactors(*wrapper.get_delta_factors(adapters[0]))
+        handed = self.get_base_layer().__dict__.setdefault(_FACTORS, {})
+        name = self.parameter_name
+        previous = handed.get(name)  # a nested call of the same wrapper keeps the outer's
+        handed[name] = LoraFactors(*self.get_delta_factors(adapters[0]))
         try:
             yield
         finally:
-            del handed[wrapper.parameter_name]
+            if previous is None:
+                del handed[name]
+            else:
+                handed[name] = previous
 
-    return activate
+    wrapper_class._ftcore_peft_activate_lora = peft_activation
+    wrapper_class._activate_lora = activate
+
+
+def _hands_over(wrapper: Any, adapters: list[str]) -> bool:
+    implementation = wrapper.__dict__.get(_MARK)
+    config = getattr(wrapper.get_base_layer(), "config", None)
+    return (
+        implementation is not None
+        and getattr(config, "_experts_implementation", None) == implementation
+        and len(adapters) == 1
+        and wrapper.num_experts > 1
+        and wrapper.get_param().dtype in _COMPUTE_DTYPES
+    )

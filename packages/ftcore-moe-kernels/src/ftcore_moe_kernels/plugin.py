@@ -101,7 +101,6 @@ class MoEKernelsPlugin:
         """Let peft's expert LoRA wrappers hand their factors to scattermoe without folding them."""
         if chosen_implementation(cfg) != "scattermoe":
             return
-        from ftcore_moe_kernels.experts import takes_factors
         from ftcore_moe_kernels.peft_factors import hand_over_factors
 
-        hand_over_factors(model, takes_factors)
+        hand_over_factors(model, "scattermoe")
