@@ -240,7 +240,8 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
         y.stride(0), y.stride(1), a.stride(0), a.stride(1), a.stride(2),
         b.stride(0), b.stride(1), b.stride(2), low.stride(0), low.stride(1),
         GATHER=gather is not None, LORA=lora is not None, LOW_IN_LOOP=low_in_loop,
-        GROUPED=TILE_ORDER == "grouped", BLOCK_M=BLOCK_M, BLOCK_R=max(16, triton.next_power_of_2(rank)),
+        GROUPED=TILE_ORDER == "grouped", BLOCK_M=BLOCK_M,
+        BLOCK_R=max(16, triton.next_power_of_2(rank)),
     )  # fmt: skip
     return y, low
 

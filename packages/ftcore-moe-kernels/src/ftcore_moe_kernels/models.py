@@ -18,9 +18,14 @@ TESTED_MODEL_TYPES = (
 KERNELS = ("scattermoe", "sonicmoe")
 
 
+def is_experts_module(module: Any) -> bool:
+    """Whether transformers dispatches ``module`` through its ExpertsInterface."""
+    return hasattr(module, "is_concatenated") and hasattr(module, "has_gate")
+
+
 def experts_modules(model: Any) -> list[Any]:
     """The experts modules transformers dispatches through its ExpertsInterface."""
-    return [m for m in model.modules() if hasattr(m, "is_concatenated") and hasattr(m, "has_gate")]
+    return [module for module in model.modules() if is_experts_module(module)]
 
 
 def apply_experts_implementation(model: Any, name: str) -> int:

@@ -49,10 +49,10 @@ def hand_over_factors(model: Any, implementation: str) -> int:
 
 
 def _wraps_experts(module: Any) -> bool:
-    if not all(hasattr(module, name) for name in ("get_delta_factors", "parameter_name")):
-        return False
-    base = module.get_base_layer()
-    return hasattr(base, "is_concatenated") and hasattr(base, "has_gate")
+    from ftcore_moe_kernels.models import is_experts_module
+
+    wrapper = all(hasattr(module, name) for name in ("get_delta_factors", "parameter_name"))
+    return wrapper and is_experts_module(module.get_base_layer())
 
 
 def _wrap_activation(wrapper_class: type) -> None:
