@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ftcore_moe_kernels.models import is_experts_module
+
 _FACTORS = "_ftcore_lora_factors"
 _MARK = "_ftcore_factors_for"
 _COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -49,8 +51,6 @@ def hand_over_factors(model: Any, implementation: str) -> int:
 
 
 def _wraps_experts(module: Any) -> bool:
-    from ftcore_moe_kernels.models import is_experts_module
-
     wrapper = all(hasattr(module, name) for name in ("get_delta_factors", "parameter_name"))
     return wrapper and is_experts_module(module.get_base_layer())
 
