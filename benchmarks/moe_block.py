@@ -1,6 +1,7 @@
 """Single MoE experts block, forward + backward, per experts implementation (GPU).
 
-    python -m benchmarks.moe_block [--tokens 8192,32768] [--backends grouped_mm,scattermoe,sonicmoe,eager]
+    python -m benchmarks.moe_block [--tokens 8192,32768]
+                                   [--backends grouped_mm,scattermoe,sonicmoe,liger,eager]
                                    [--lora 16] [--profile]
 
 The experts of one Qwen3-MoE-shaped layer (hidden 2048, 128 experts, top-8, moe ffn 768, bf16)
@@ -8,10 +9,13 @@ get the same hidden states and the same routing under every backend; routing is 
 (random router logits) or ``skewed`` (a quarter of the experts take most of the tokens). Times are
 CUDA-event medians; the output of each backend is checked against the first one's. (transformers'
 ``batched_mm`` is left out: it gathers a weight matrix per token, 384 GiB at 8192 tokens.)
+``liger`` is liger-kernel's fused MoE (``LigerExperts.forward``, what ``apply_liger_kernel_to_qwen3_moe``
+puts on the experts); its first pass autotunes 32 configs per GEMM, so set
+``TRITON_CACHE_AUTOTUNING=1`` to keep the picks for the next run.
 ``--lora R`` puts peft LoRA of rank R on both expert weights (``target_parameters``), frozen base
 weights, as in ``adapter: lora`` training; ``FTCORE_MOE_LORA_FUSION=epilogue`` times the other
-fusion mode, ``FTCORE_MOE_TILE_ORDER=grouped`` the other tile order. Result:
-benchmarks/results/moe-block[-lora<R>[-epilogue]][-grouped]-<date>.json
+fusion mode, ``FTCORE_MOE_TILE_ORDER=spread`` the other tile order. Result:
+benchmarks/results/moe-block[-lora<R>[-epilogue]][-spread][-<tag>]-<date>.json
 """
 
 from __future__ import annotations
@@ -56,14 +60,27 @@ def with_lora(experts, rank: int):
     return holder.experts
 
 
-def profile_backend(experts, hidden, index, weights, iterations: int = 3) -> list[dict]:
+def forward_of(experts, name: str):
+    """The callable that runs ``experts`` under backend ``name``."""
+    if name == "liger":
+        from liger_kernel.transformers.swiglu import LigerExperts
+
+        return lambda hidden, index, weights: LigerExperts.forward(experts, hidden, index, weights)
+    config = (
+        experts.get_base_layer().config if hasattr(experts, "get_base_layer") else experts.config
+    )
+    config._experts_implementation = name
+    return experts
+
+
+def profile_backend(forward, experts, hidden, index, weights, iterations: int = 3) -> list[dict]:
     """The 15 GPU kernels that take the most time in a forward + backward pass (after timing)."""
     from torch.profiler import ProfilerActivity, profile
 
     grad_out = torch.randn_like(hidden)
     with profile(activities=[ProfilerActivity.CUDA]) as profiler:
         for _ in range(iterations):
-            experts(hidden.detach().requires_grad_(True), index, weights).backward(grad_out)
+            forward(hidden.detach().requires_grad_(True), index, weights).backward(grad_out)
             experts.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
     events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
@@ -73,11 +90,7 @@ def profile_backend(experts, hidden, index, weights, iterations: int = 3) -> lis
             for event in events[:15]]  # fmt: skip
 
 
-def time_backend(experts, name, hidden, index, weights, repeats: int):
-    config = (
-        experts.get_base_layer().config if hasattr(experts, "get_base_layer") else experts.config
-    )
-    config._experts_implementation = name
+def time_backend(forward, experts, hidden, index, weights, repeats: int):
     grad_out = torch.randn_like(hidden)
     times, output = [], None
     torch.cuda.reset_peak_memory_stats()
@@ -86,7 +99,7 @@ def time_backend(experts, name, hidden, index, weights, repeats: int):
         x = hidden.detach().requires_grad_(True)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        out = experts(x, index, weights)
+        out = forward(x, index, weights)
         out.backward(grad_out)
         end.record()
         torch.cuda.synchronize()
@@ -105,6 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank on the experts (0: none)")
     parser.add_argument("--profile", action="store_true", help="also record the GPU kernels")
+    parser.add_argument("--tag", default="", help="a word appended to the result file's name")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -115,8 +129,13 @@ def main() -> None:
     from ftcore_moe_kernels import sonic
     from ftcore_moe_kernels.kernels import LORA_FUSION, TILE_ORDER
 
+    backends = args.backends.split(",")
+    if args.lora and "liger" in backends:
+        parser.error(
+            "--lora with liger: LigerExperts reads peft's folded weights; time it whole-model"
+        )
     scattermoe.register()
-    if "sonicmoe" in args.backends.split(","):
+    if "sonicmoe" in backends:
         sonic.check_sonicmoe()
         sonic.register()
     config = Qwen3MoeConfig(**SHAPE)
@@ -134,19 +153,22 @@ def main() -> None:
                                  generator=generator)  # fmt: skip
             index, weights = routing(tokens, kind, generator)
             case, reference = {}, None
-            for name in args.backends.split(","):
+            for name in backends:
+                forward = forward_of(experts, name)
                 case[name], output = time_backend(
-                    experts, name, hidden, index, weights, args.repeats
+                    forward, experts, hidden, index, weights, args.repeats
                 )
                 if args.profile:
-                    case[name]["kernels"] = profile_backend(experts, hidden, index, weights)
+                    case[name]["kernels"] = profile_backend(
+                        forward, experts, hidden, index, weights
+                    )
                 if reference is None:
                     reference = output
                 error = (output.float() - reference.float()).norm() / reference.float().norm()
                 case[name]["relative_error_vs_first"] = error.item()
                 print(f"{tokens:>6} {kind:<8} {name:<11} {case[name]['median_ms']:8.2f} ms "
                       f"{case[name]['peak_extra_mib']:8.0f} MiB  err {error.item():.1e}")  # fmt: skip
-            first = case[args.backends.split(",")[0]]["median_ms"]
+            first = case[backends[0]]["median_ms"]
             for row in case.values():
                 row["speedup_vs_first"] = first / row["median_ms"]
             results[f"{tokens}-{kind}"] = case
@@ -156,8 +178,10 @@ def main() -> None:
         name.append(f"lora{args.lora}")
     if fusion == "epilogue":
         name.append(fusion)
-    if TILE_ORDER == "grouped":
+    if TILE_ORDER != "grouped":  # the default since ftcore-moe-kernels 0.4.1
         name.append(TILE_ORDER)
+    if args.tag:
+        name.append(args.tag)
     out = Path(args.out) / f"{'-'.join(name)}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "moe-block", "gpu": torch.cuda.get_device_name(), "shape": SHAPE,

@@ -1,6 +1,6 @@
 """Training-step throughput and memory of ftcore variants on a dense model, measured on the GPU.
 
-    python -m benchmarks.run dense-1b --variants plain,ftcore,cce,liger,liger+cce [--steps 20]
+    python -m benchmarks.run dense-1b --variants plain,ftcore,cce,liger,liger+cce [--steps 20] [--profile]
 
 Scenario dense-1b: a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, ffn
 8192, vocab 128256, tied), sequence 4096, micro-batch 4, bf16, fused AdamW, no gradient
@@ -9,7 +9,9 @@ checkpointing, random tokens. ``plain`` is a hand-written loop on plain transfor
 same settings, only the plugins differ. Each variant builds its model from the config in a process
 of its own (Liger patches transformers process-wide, so variants must not share one). Ratios are
 against the first variant, measured in the same run. Every step is CUDA-synchronised and timed
-after the warm-up. Result: benchmarks/results/<scenario>-<variants>-<date>.json
+after the warm-up; ``--profile`` adds the GPU kernels of the last warm-up step. A variant that
+fails is recorded with its error and the run goes on. Result:
+benchmarks/results/<scenario>-<variants>-<date>.json
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
     nproc = variant.get("nproc", 1)
     env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
            "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"] * nproc),
-           **variant.get("env", {})}  # fmt: skip
+           **({"BENCH_PROFILE": "1"} if args.profile else {}), **variant.get("env", {})}  # fmt: skip
     launch = ["--nproc", str(nproc)] if "nproc" in variant else []
     try:
         subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT,
@@ -190,6 +192,9 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,ftcore,cce,liger,liger+cce")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--profile", action="store_true", help="record the last warm-up step's kernels"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     scenario = SCENARIOS[args.scenario]
@@ -204,15 +209,22 @@ def main() -> None:
         work = Path(tmp)
         base = make_model(work / "model", scenario["model"])
         for name in names:  # the file is rewritten after each variant: a cut-off run keeps its part
-            results[name] = run(name, base, scenario, args, work)
+            try:
+                results[name] = run(name, base, scenario, args, work)
+            except subprocess.CalledProcessError as error:
+                print(f"variant {name} failed: {error}", file=sys.stderr)
+                results[name] = {"error": str(error)}
             payload = report(args, scenario, names, results)
             out.write_text(json.dumps(payload, indent=2))
     print(
         f"{'variant':<12} {'tokens/s':>10} {'ratio':>6} {'peak GiB':>9} {'ratio':>6}  vs {names[0]}"
     )
     for name, r in results.items():
-        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r['tokens_per_s_ratio']:>6.3f} "
-              f"{r['peak_memory_gib']:>9.1f} {r['peak_memory_ratio'] or 0:>6.3f}")  # fmt: skip
+        if "error" in r:
+            print(f"{name:<12} failed")
+            continue
+        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r.get('tokens_per_s_ratio', 0):>6.3f} "
+              f"{r['peak_memory_gib']:>9.1f} {r.get('peak_memory_ratio') or 0:>6.3f}")  # fmt: skip
     print(f"wrote {out}")
 
 
@@ -226,7 +238,10 @@ def report(args: argparse.Namespace, scenario: dict, names: list[str], results: 
     import torch
 
     reference = results[names[0]]
-    for result in results.values():
+    measured = [result for result in results.values() if "error" not in result]
+    if "error" in reference:
+        measured = []  # no ratios without the reference
+    for result in measured:
         result["tokens_per_s_ratio"] = result["tokens_per_s"] / reference["tokens_per_s"]
         processes = result.get("processes", 1)
         if processes > 1 and reference.get("processes", 1) == 1:  # tokens/s per GPU vs 1 GPU

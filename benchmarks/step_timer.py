@@ -3,7 +3,8 @@
 ``plugins: [benchmarks.step_timer]``; ``BENCH_WARMUP`` steps are left out; rank 0 writes the
 result to ``BENCH_OUT``. Under several processes, tokens/s counts every process's tokens and peak
 memory is rank 0's GPU. The trained model is not saved: the steps are what is measured, and the
-final save of a moe-qwen3 run writes 12 GB.
+final save of a moe-qwen3 run writes 12 GB. ``BENCH_PROFILE=1`` also records the GPU kernels of the
+last warm-up step (the 20 costliest, and the step's total), where it cannot skew the timed steps.
 """
 
 from __future__ import annotations
@@ -33,17 +34,28 @@ def ftcore_callbacks(cfg, model):
             self.times: list[float] = []
             self.start = 0.0
             self.last_loss = None
+            self.profiler = None
+            self.kernels: dict | None = None
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
             if state.global_step == self.warmup and cuda:
                 torch.cuda.reset_peak_memory_stats()
+            if state.global_step == self.warmup - 1 and cuda and os.environ.get("BENCH_PROFILE"):
+                from torch.profiler import ProfilerActivity, profile
+
+                self.profiler = profile(activities=[ProfilerActivity.CUDA])
+                self.profiler.__enter__()
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             sync()
             if state.global_step > self.warmup:
                 self.times.append(time.perf_counter() - self.start)
+            if self.profiler is not None:
+                self.profiler.__exit__(None, None, None)
+                self.kernels = top_kernels(self.profiler)
+                self.profiler = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -64,10 +76,29 @@ def ftcore_callbacks(cfg, model):
                 "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
                 "last_loss": self.last_loss,
             }
+            if self.kernels is not None:
+                result["profiled_step"] = self.kernels
             with open(os.environ["BENCH_OUT"], "w", encoding="utf-8") as handle:
                 json.dump(result, handle)
 
     return [StepTimer()]
+
+
+def top_kernels(profiler, count: int = 20) -> dict:
+    """The ``count`` GPU kernels of one profiled step that took the most time, and the step's total."""
+    events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
+    events.sort(key=lambda event: event.self_device_time_total, reverse=True)
+    return {
+        "gpu_ms": sum(event.self_device_time_total for event in events) / 1000,
+        "kernels": [
+            {
+                "kernel": event.key[:120],
+                "calls": event.count,
+                "ms": event.self_device_time_total / 1000,
+            }
+            for event in events[:count]
+        ],
+    }
 
 
 @hookimpl
