@@ -27,6 +27,7 @@ def plain(y, rows, weights):
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 @pytest.mark.parametrize(("tokens", "top_k", "hidden", "dtype"), [
     (7, 1, 24, torch.float32), (19, 3, 300, torch.float32), (11, 8, 64, torch.bfloat16),
+    (5, 3, 1100, torch.float32),  # the forward takes the hidden size in slices of 1,024
 ])  # fmt: skip
 def test_combine_matches_autograd(backend, tokens, top_k, hidden, dtype, monkeypatch):
     monkeypatch.setattr(grouped, "BACKEND", backend)

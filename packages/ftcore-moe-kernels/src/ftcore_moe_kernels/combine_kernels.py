@@ -1,5 +1,7 @@
-"""Triton kernels of :mod:`ftcore_moe_kernels.combine`: one program per token, its ``k`` rows
-loaded together as a ``[k, BLOCK_H]`` tile, the hidden size walked in ``BLOCK_H`` steps."""
+"""Triton kernels of :mod:`ftcore_moe_kernels.combine`. The forward runs one program per token and
+slice of the hidden size, adding the token's ``k`` rows one after the other; the backward one
+program per token, its ``k`` rows loaded together as a ``[k, BLOCK_H]`` tile (its reduction, a
+dot product per row, stays within a warp), the hidden size walked in ``BLOCK_H`` steps."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import triton
 import triton.language as tl
 
 _BLOCK_H = 256
+#: The forward's slice of the hidden size per program: 8 values a thread at 4 warps.
+_SUM_BLOCK_H = 1024
 
 
 @triton.jit
@@ -28,15 +32,22 @@ def _combine_forward_kernel(
     y_ptr, rows_ptr, weights_ptr, out_ptr, hidden, top_k, stride_y, stride_out,
     WEIGHTED: tl.constexpr, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr,
 ):  # fmt: skip
+    # One row at a time into a 1-D sum: a [k, BLOCK_H] tile summed over k made every step of the
+    # hidden size wait at a barrier for a cross-warp reduction (0.45 TB/s on an H200).
     token = tl.program_id(0).to(tl.int64)
-    rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED, K_PAD)
-    for h0 in range(0, hidden, BLOCK_H):
-        cols = h0 + tl.arange(0, BLOCK_H)
-        mask = real[:, None] & (cols[None, :] < hidden)
-        y = tl.load(y_ptr + rows[:, None] * stride_y + cols[None, :], mask=mask, other=0.0)
-        total = tl.sum(y.to(tl.float32) * weight[:, None], axis=0)
-        tl.store(out_ptr + token * stride_out + cols, total.to(out_ptr.dtype.element_ty),
-                 mask=cols < hidden)  # fmt: skip
+    cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    in_row = cols < hidden
+    total = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    for slot in tl.static_range(K_PAD):
+        # a padded slot re-reads the last real one's row and weight, and adds nothing
+        entry = token * top_k + tl.minimum(slot, top_k - 1)
+        row = tl.load(rows_ptr + entry).to(tl.int64)
+        mask = in_row & (cols * 0 + slot < top_k)
+        y = tl.load(y_ptr + row * stride_y + cols, mask=mask, other=0.0).to(tl.float32)
+        if WEIGHTED:
+            y = y * tl.load(weights_ptr + entry).to(tl.float32)
+        total += y
+    tl.store(out_ptr + token * stride_out + cols, total.to(out_ptr.dtype.element_ty), mask=in_row)
 
 
 @triton.jit
@@ -74,10 +85,10 @@ def combine_forward(
     if tokens == 0:
         return out
     weighted = weights is not None
-    _combine_forward_kernel[(tokens,)](
+    _combine_forward_kernel[(tokens, triton.cdiv(y.shape[-1], _SUM_BLOCK_H))](
         y, rows, weights.contiguous() if weighted else rows, out, y.shape[-1], top_k,
         y.stride(0), out.stride(0), WEIGHTED=weighted, K_PAD=triton.next_power_of_2(top_k),
-        BLOCK_H=_BLOCK_H,
+        BLOCK_H=_SUM_BLOCK_H,
     )  # fmt: skip
     return out
 
