@@ -9,7 +9,8 @@ checkpointing, random tokens. ``plain`` is a hand-written loop on plain transfor
 same settings, only the plugins differ. Each variant builds its model from the config in a process
 of its own (Liger patches transformers process-wide, so variants must not share one). Ratios are
 against the first variant, measured in the same run. Every step is CUDA-synchronised and timed
-after the warm-up; ``--profile`` adds the GPU kernels of the last warm-up step. A variant that
+after the warm-up; ``--profile`` adds the GPU kernels of the last warm-up step (not for ``plain``,
+which has no Trainer callbacks). A variant that
 fails is recorded with its error and the run goes on. Result:
 benchmarks/results/<scenario>-<variants>-<date>.json
 """
@@ -211,7 +212,7 @@ def main() -> None:
         for name in names:  # the file is rewritten after each variant: a cut-off run keeps its part
             try:
                 results[name] = run(name, base, scenario, args, work)
-            except subprocess.CalledProcessError as error:
+            except (subprocess.CalledProcessError, OSError, json.JSONDecodeError) as error:
                 print(f"variant {name} failed: {error}", file=sys.stderr)
                 results[name] = {"error": str(error)}
             payload = report(args, scenario, names, results)
@@ -223,9 +224,15 @@ def main() -> None:
         if "error" in r:
             print(f"{name:<12} failed")
             continue
-        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {r.get('tokens_per_s_ratio', 0):>6.3f} "
-              f"{r['peak_memory_gib']:>9.1f} {r.get('peak_memory_ratio') or 0:>6.3f}")  # fmt: skip
+        speed, memory = r.get("tokens_per_s_ratio"), r.get("peak_memory_ratio")
+        print(f"{name:<12} {r['tokens_per_s']:>10.0f} {_ratio(speed)} "
+              f"{r['peak_memory_gib']:>9.1f} {_ratio(memory)}")  # fmt: skip
     print(f"wrote {out}")
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio for the summary table; a dash where there is none (the reference failed)."""
+    return f"{value:>6.3f}" if value else f"{'-':>6}"
 
 
 def tuning_settings() -> dict[str, str]:
