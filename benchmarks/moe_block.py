@@ -9,9 +9,9 @@ get the same hidden states and the same routing under every backend; routing is 
 (random router logits) or ``skewed`` (a quarter of the experts take most of the tokens). Times are
 CUDA-event medians; the output of each backend is checked against the first one's. (transformers'
 ``batched_mm`` is left out: it gathers a weight matrix per token, 384 GiB at 8192 tokens.)
-``liger`` is liger-kernel's fused MoE (``LigerExperts.forward``, what ``apply_liger_kernel_to_qwen3_moe``
-puts on the experts); its first pass autotunes 32 configs per GEMM, so set
-``TRITON_CACHE_AUTOTUNING=1`` to keep the picks for the next run.
+``liger`` is liger-kernel's fused MoE (``LigerExperts.forward``, which
+``apply_liger_kernel_to_qwen3_moe`` puts on the experts); its first pass autotunes 32 configs per
+GEMM, so set ``TRITON_CACHE_AUTOTUNING=1`` to keep the picks for the next run.
 ``--lora R`` puts peft LoRA of rank R on both expert weights (``target_parameters``), frozen base
 weights, as in ``adapter: lora`` training; ``FTCORE_MOE_LORA_FUSION=epilogue`` times the other
 fusion mode, ``FTCORE_MOE_TILE_ORDER=spread`` the other tile order. Result:

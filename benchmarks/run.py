@@ -1,6 +1,7 @@
 """Training-step throughput and memory of ftcore variants on a dense model, measured on the GPU.
 
-    python -m benchmarks.run dense-1b --variants plain,ftcore,cce,liger,liger+cce [--steps 20] [--profile]
+    python -m benchmarks.run dense-1b --variants plain,ftcore,cce,liger,liger+cce [--steps 20]
+                                      [--profile]
 
 Scenario dense-1b: a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, ffn
 8192, vocab 128256, tied), sequence 4096, micro-batch 4, bf16, fused AdamW, no gradient
@@ -10,9 +11,8 @@ same settings, only the plugins differ. Each variant builds its model from the c
 of its own (Liger patches transformers process-wide, so variants must not share one). Ratios are
 against the first variant, measured in the same run. Every step is CUDA-synchronised and timed
 after the warm-up; ``--profile`` adds the GPU kernels of the last warm-up step (not for ``plain``,
-which has no Trainer callbacks). A variant that
-fails is recorded with its error and the run goes on. Result:
-benchmarks/results/<scenario>-<variants>-<date>.json
+which has no Trainer callbacks). A variant that fails is recorded with its error and the run goes
+on. Result: benchmarks/results/<scenario>-<variants>-<date>.json
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def run(name: str, base: str, scenario: dict, args: argparse.Namespace, work: Pa
     nproc = variant.get("nproc", 1)
     env = {**os.environ, "BENCH_OUT": str(out), "BENCH_WARMUP": str(args.warmup),
            "BENCH_ROWS": str((args.warmup + args.steps) * cfg["micro_batch_size"] * nproc),
-           **({"BENCH_PROFILE": "1"} if args.profile else {}), **variant.get("env", {})}  # fmt: skip
+           **({"BENCH_PROFILE": "1"} if args.profile else {}),
+           **variant.get("env", {})}  # fmt: skip
     launch = ["--nproc", str(nproc)] if "nproc" in variant else []
     try:
         subprocess.run([sys.executable, "-m", "ftcore", "train", str(config), *launch], cwd=ROOT,

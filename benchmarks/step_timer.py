@@ -3,8 +3,9 @@
 ``plugins: [benchmarks.step_timer]``; ``BENCH_WARMUP`` steps are left out; rank 0 writes the
 result to ``BENCH_OUT``. Under several processes, tokens/s counts every process's tokens and peak
 memory is rank 0's GPU. Neither the trained model nor the checkpoint the Trainer writes after the
-last step is saved: the steps are what is measured, and a moe-qwen3 model alone is 6 GB. ``BENCH_PROFILE=1`` also records the GPU kernels of the
-last warm-up step (the 20 costliest, and the step's total), where it cannot skew the timed steps.
+last step is saved: the steps are what is measured, and a moe-qwen3 model alone is 6 GB.
+``BENCH_PROFILE=1`` also records the GPU kernels of the last warm-up step (the 20 costliest, and
+the step's total), where it cannot skew the timed steps.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def ftcore_callbacks(cfg, model):
 
 
 def top_kernels(profiler, count: int = 20) -> dict:
-    """The ``count`` GPU kernels of one profiled step that took the most time, and the step's total."""
+    """The ``count`` costliest GPU kernels of one profiled step, and the step's GPU total."""
     events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
     events.sort(key=lambda event: event.self_device_time_total, reverse=True)
     return {

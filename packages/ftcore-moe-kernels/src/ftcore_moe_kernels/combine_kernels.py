@@ -15,15 +15,12 @@ _SUM_BLOCK_H = 1024
 
 
 @triton.jit
-def _slots(rows_ptr, weights_ptr, token, top_k, WEIGHTED: tl.constexpr, K_PAD: tl.constexpr):
+def _slots(rows_ptr, weights_ptr, token, top_k, K_PAD: tl.constexpr):
     """This token's rows (int64), their weights (float32) and the mask of the real slots."""
     slot = tl.arange(0, K_PAD)
     real = slot < top_k
     rows = tl.load(rows_ptr + token * top_k + slot, mask=real, other=0).to(tl.int64)
-    if WEIGHTED:
-        weight = tl.load(weights_ptr + token * top_k + slot, mask=real, other=0.0).to(tl.float32)
-    else:
-        weight = tl.where(real, 1.0, 0.0)
+    weight = tl.load(weights_ptr + token * top_k + slot, mask=real, other=0.0).to(tl.float32)
     return rows, weight, real
 
 
@@ -54,7 +51,7 @@ def _combine_backward_kernel(
     stride_y, stride_grad, stride_dy, K_PAD: tl.constexpr, BLOCK_H: tl.constexpr,
 ):  # fmt: skip
     token = tl.program_id(0).to(tl.int64)
-    rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, True, K_PAD)
+    rows, weight, real = _slots(rows_ptr, weights_ptr, token, top_k, K_PAD)
     dots = tl.zeros((K_PAD,), dtype=tl.float32)
     for h0 in range(0, hidden, BLOCK_H):
         cols = h0 + tl.arange(0, BLOCK_H)
