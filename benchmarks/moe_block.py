@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.run import tuning_settings
+from benchmarks.step_timer import costliest_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"hidden_size": 2048, "num_experts": 128, "num_experts_per_tok": 8,
@@ -83,8 +84,7 @@ def profile_backend(forward, experts, hidden, index, weights, iterations: int = 
             forward(hidden.detach().requires_grad_(True), index, weights).backward(grad_out)
             experts.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
-    events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
-    events.sort(key=lambda event: event.self_device_time_total, reverse=True)
+    events = costliest_kernels(profiler)
     return [{"kernel": event.key[:120], "calls_per_pass": event.count / iterations,
              "ms_per_pass": event.self_device_time_total / 1000 / iterations}
             for event in events[:15]]  # fmt: skip

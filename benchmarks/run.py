@@ -246,10 +246,9 @@ def report(args: argparse.Namespace, scenario: dict, names: list[str], results: 
     import torch
 
     reference = results[names[0]]
-    measured = [result for result in results.values() if "error" not in result]
-    if "error" in reference:
-        measured = []  # no ratios without the reference
-    for result in measured:
+    # no ratios for a failed variant, nor for any without the reference
+    failed = "error" in reference
+    for result in [r for r in results.values() if not failed and "error" not in r]:
         result["tokens_per_s_ratio"] = result["tokens_per_s"] / reference["tokens_per_s"]
         processes = result.get("processes", 1)
         if processes > 1 and reference.get("processes", 1) == 1:  # tokens/s per GPU vs 1 GPU

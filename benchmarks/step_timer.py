@@ -88,10 +88,15 @@ def ftcore_callbacks(cfg, model):
     return [StepTimer()]
 
 
+def costliest_kernels(profiler) -> list:
+    """The GPU kernels a torch profiler saw, costliest first (one entry per kernel name)."""
+    events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
+    return sorted(events, key=lambda event: event.self_device_time_total, reverse=True)
+
+
 def top_kernels(profiler, count: int = 20) -> dict:
     """The ``count`` costliest GPU kernels of one profiled step, and the step's GPU total."""
-    events = [event for event in profiler.key_averages() if event.self_device_time_total > 0]
-    events.sort(key=lambda event: event.self_device_time_total, reverse=True)
+    events = costliest_kernels(profiler)
     return {
         "gpu_ms": sum(event.self_device_time_total for event in events) / 1000,
         "kernels": [

@@ -9,9 +9,10 @@ import torch
 import triton
 import triton.language as tl
 
-_BLOCK_H = 256
 #: The forward's slice of the hidden size per program: 8 values a thread at 4 warps.
-_SUM_BLOCK_H = 1024
+_FORWARD_BLOCK_H = 1024
+#: The backward's step along the hidden size, over a ``[k, BLOCK_H]`` tile.
+_BACKWARD_BLOCK_H = 256
 
 
 @triton.jit
@@ -80,9 +81,9 @@ def combine_forward(
     if tokens == 0:
         return out
     weighted = weights is not None
-    _combine_forward_kernel[(tokens, triton.cdiv(y.shape[-1], _SUM_BLOCK_H))](
+    _combine_forward_kernel[(tokens, triton.cdiv(y.shape[-1], _FORWARD_BLOCK_H))](
         y, rows, weights.contiguous() if weighted else rows, out, y.shape[-1],
-        y.stride(0), out.stride(0), WEIGHTED=weighted, TOP_K=top_k, BLOCK_H=_SUM_BLOCK_H,
+        y.stride(0), out.stride(0), WEIGHTED=weighted, TOP_K=top_k, BLOCK_H=_FORWARD_BLOCK_H,
     )  # fmt: skip
     return out
 
@@ -100,6 +101,6 @@ def combine_backward(y: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
     _combine_backward_kernel[(tokens,)](
         y, rows, weights, grad, dy, dweights, y.shape[-1], top_k,
         y.stride(0), grad.stride(0), dy.stride(0),
-        K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BLOCK_H,
+        K_PAD=triton.next_power_of_2(top_k), BLOCK_H=_BACKWARD_BLOCK_H,
     )  # fmt: skip
     return dy, dweights
