@@ -12,6 +12,7 @@ from test_models import tiny
 
 from ftcore.testing import loss_and_gradients, relative_error
 from ftcore_moe_kernels import grouped, kernels, sonic
+from ftcore_moe_kernels.combine import combine_rows
 from ftcore_moe_kernels.experts import register, sort_by_expert
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
 from ftcore_moe_kernels.models import apply_experts_implementation
@@ -46,6 +47,28 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, tile
     expected = run("reference", monkeypatch, x, w, order.offsets, order.source, g)
     got = run("triton", monkeypatch, x, w, order.offsets, order.source, g, order.rows)
     for name, a, b in zip(("output", "dx", "dweight"), got, expected):
+        assert relative_error(a, b) < 1e-2, name
+
+
+@pytest.mark.parametrize("weights_dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(("tokens", "top_k", "hidden"), [(8192, 8, 2048), (4093, 6, 1100)])
+def test_combine_matches_torch_in_bf16(tokens, top_k, hidden, weights_dtype, monkeypatch):
+    """The combine kernels (a token's k rows summed, and the backward) at a model's shapes; 1,100
+    leaves a partial 1,024-wide slice."""
+    torch.manual_seed(0)
+    index = torch.rand(tokens, 64, device="cuda").topk(top_k, -1).indices
+    rows = sort_by_expert(index, 64).rows
+    y = torch.randn(tokens * top_k, hidden, device="cuda", dtype=torch.bfloat16)
+    weights = torch.rand(tokens, top_k, device="cuda", dtype=weights_dtype)
+    grad = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16)
+    results = {}
+    for backend in ("triton", "reference"):
+        monkeypatch.setattr(grouped, "BACKEND", backend)
+        leaves = [y.clone().requires_grad_(True), weights.clone().requires_grad_(True)]
+        out = combine_rows(leaves[0], rows, leaves[1])
+        results[backend] = (out, *torch.autograd.grad(out, leaves, grad))
+    for name, a, b in zip(("output", "dy", "dweights"), results["triton"], results["reference"]):
+        assert a.dtype == b.dtype, name
         assert relative_error(a, b) < 1e-2, name
 
 
