@@ -83,6 +83,44 @@ def test_every_row_tile_and_every_weight_tile_is_written(backend, tile_order, mo
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_each_routing_builds_its_tile_table_once_per_pass(backend, monkeypatch):
+    """Two experts blocks, one after the other: each block's two products share its routing's
+    offsets, so the forward builds one table per block, and the backward reuses the last block's
+    and builds the first's again; the gradients are the reference's."""
+    from ftcore_moe_kernels import kernels
+
+    built = []
+    build = kernels._blocks
+    monkeypatch.setattr(kernels, "_blocks", lambda *args: built.append(args) or build(*args))
+    monkeypatch.setattr(kernels, "_last_table", None)
+    torch.manual_seed(0)
+    tokens, experts, top_k, hidden, inner = 40, 4, 2, 24, 32
+    routings = [torch.randint(0, experts, (tokens, top_k)) for _ in range(2)]
+    x = torch.randn(tokens, hidden)
+    weights = [torch.randn(experts, inner, hidden) / hidden**0.5,
+               torch.randn(experts, hidden, inner) / inner**0.5]  # fmt: skip
+    g = torch.randn(tokens, hidden)
+
+    def gradients(backend_name):
+        backend(backend_name)
+        leaves = [t.clone().requires_grad_(True) for t in (x, *weights)]
+        hidden_states = leaves[0]
+        for index in routings:  # the same weights in both blocks
+            order = sort_by_expert(index, experts)
+            up = grouped.grouped_linear(hidden_states, leaves[1], order.offsets, order.source,
+                                        order.rows)  # fmt: skip
+            down = grouped.grouped_linear(up.tanh(), leaves[2], order.offsets)
+            hidden_states = down[order.rows].sum(1)
+        return torch.autograd.grad(hidden_states, leaves, g)
+
+    expected = gradients("reference")
+    assert built == []
+    got = gradients("triton")
+    assert len(built) == 3
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_the_expert_order_and_its_inverse():
     index = torch.tensor([[2, 0], [0, 1], [2, 2]])
     order = sort_by_expert(index, 4)

@@ -12,9 +12,9 @@ weight gradient over that expert's rows. Weights are read through their strides,
 transposed weight of the backward pass is a view, not a copy. Row offsets are int64: a million
 sorted rows times a 2,048-wide row passes int32.
 
-The table of row tiles is built on the device (no host sync per call): the grid is sized for the
-most tiles the rows can need, ``rows / BLOCK_M + experts``, and the programs past the real tiles
-return at once. Tile widths and pipelining are autotuned per problem shape on the GPU.
+The table of row tiles is built on the device (no host sync per call), once for consecutive
+products over the same routing: the grid is sized for the most tiles the rows can need,
+``rows / BLOCK_M + experts``, and the programs past the real tiles return at once. Tile widths and pipelining are autotuned per problem shape on the GPU.
 
 ``TILE_ORDER`` says which output tiles run side by side. ``spread``: a column band of ``grouped_mm``
 runs down every tile of rows, and one weight-gradient tile runs for every expert. ``grouped``: a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import weakref
 
 import torch
 import triton
@@ -205,6 +206,23 @@ def _blocks(offsets: torch.Tensor, rows: int, block_m: int):
     return expert.to(torch.int32), start.to(torch.int32), end.to(torch.int32)
 
 
+#: The last tile table built, with the ``offsets`` tensor (held weakly), row count and tile height
+#: it was built for. An MoE block's two forward products share one ``offsets`` tensor, and so do
+#: its two input-gradient products; a table is 25 torch calls, 21 of them kernel launches.
+_last_table: tuple[weakref.ref, int, int, tuple] | None = None
+
+
+def _tile_table(offsets: torch.Tensor, rows: int, block_m: int):
+    """:func:`_blocks`, built once for consecutive products over the same ``offsets`` tensor."""
+    global _last_table
+    last = _last_table
+    if last is not None and last[0]() is offsets and last[1:3] == (rows, block_m):
+        return last[3]
+    table = _blocks(offsets, rows, block_m)
+    _last_table = (weakref.ref(offsets), rows, block_m, table)
+    return table
+
+
 def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor,
                gather: torch.Tensor | None, rows: int) -> torch.Tensor:  # fmt: skip
     """``y[r] = x[src(r)] @ weight[e(r)].T`` for ``rows`` expert-sorted rows; ``weight`` [E, N, K]."""
@@ -231,7 +249,7 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
         low = _launch_grouped_mm(x, a, offsets, gather, rows, None)[0]
     else:
         low = x.new_empty(rows, rank)
-    tile_experts, starts, ends = _blocks(offsets, rows, BLOCK_M)
+    tile_experts, starts, ends = _tile_table(offsets, rows, BLOCK_M)
     row_tiles = tile_experts.numel()
     grid = lambda meta: (row_tiles * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _grouped_mm_kernel[grid](
