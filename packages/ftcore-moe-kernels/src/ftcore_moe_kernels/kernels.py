@@ -14,7 +14,8 @@ sorted rows times a 2,048-wide row passes int32.
 
 The table of row tiles is built on the device (no host sync per call), once for consecutive
 products over the same routing: the grid is sized for the most tiles the rows can need,
-``rows / BLOCK_M + experts``, and the programs past the real tiles return at once. Tile widths and pipelining are autotuned per problem shape on the GPU.
+``rows / BLOCK_M + experts``, and the programs past the real tiles return at once. Tile widths
+and pipelining are autotuned per problem shape on the GPU.
 
 ``TILE_ORDER`` says which output tiles run side by side. ``spread``: a column band of ``grouped_mm``
 runs down every tile of rows, and one weight-gradient tile runs for every expert. ``grouped``: a
