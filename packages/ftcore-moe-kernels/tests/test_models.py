@@ -109,6 +109,21 @@ def test_an_unsupported_expert_layout_is_an_error():
         apply_experts_implementation(model, "scattermoe")
 
 
+@pytest.mark.parametrize("kernel", ["scattermoe", "sonicmoe"])
+def test_quantized_experts_are_an_error(kernel):
+    """An FP8 checkpoint's experts carry scales the kernels would ignore."""
+    from transformers.integrations.finegrained_fp8 import ALL_FP8_EXPERTS_FUNCTIONS, FP8Experts
+    from transformers.integrations.moe import use_experts_implementation
+
+    model = tiny("qwen3_moe", num_hidden_layers=1)
+    fp8 = use_experts_implementation(
+        experts_class=FP8Experts, experts_interface=ALL_FP8_EXPERTS_FUNCTIONS
+    )(model.config, block_size=(16, 16))
+    model.model.layers[0].mlp.experts = fp8
+    with pytest.raises(FtcoreError, match=r"quantized torch.float8_e4m3fn weights; load the model"):
+        apply_experts_implementation(model, kernel)
+
+
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
     return save_tiny_model(str(tmp_path_factory.mktemp("model") / "tiny"), "qwen3_moe", seed=0)
@@ -145,10 +160,29 @@ def test_config_rules(tmp_path, base_model):
         )
 
 
+@pytest.mark.parametrize("kernel", ["scattermoe", "sonicmoe"])
+def test_a_kernel_turned_off_and_asked_for_is_a_config_error(tmp_path, base_model, kernel):
+    with pytest.raises(ConfigError, match=f"use_{kernel}: false conflicts with experts_impl"):
+        load_config(run_config(tmp_path, base_model, experts_implementation=kernel,
+                               **{f"use_{kernel}": False}))  # fmt: skip
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
-def test_sonicmoe_without_a_gpu_says_so(tmp_path, base_model):
-    with pytest.raises(FtcoreError, match="use_sonicmoe needs a CUDA GPU"):
-        train(load_config(run_config(tmp_path, base_model, use_sonicmoe=True)))
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [({"use_sonicmoe": True}, "use_sonicmoe needs a CUDA GPU"),
+     ({"experts_implementation": "deepgemm"}, "deepgemm needs a CUDA GPU; none is visible")],
+)  # fmt: skip
+def test_gpu_only_kernels_without_a_gpu_say_so_before_loading(tmp_path, base_model, keys, message,
+                                                              monkeypatch):  # fmt: skip
+    import ftcore.modeling
+
+    def build_model(cfg):
+        raise AssertionError("the model was built before the check")
+
+    monkeypatch.setattr(ftcore.modeling, "build_model", build_model)
+    with pytest.raises(FtcoreError, match=message):
+        train(load_config(run_config(tmp_path, base_model, **keys)))
 
 
 def test_the_readme_lists_exactly_the_tested_models():

@@ -42,20 +42,25 @@ def canonical(output):
     return [t if t.shape[-1] != experts.shape[-1] else t.gather(-1, order) for t in tensors]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bf16-autocast"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_shared_strategies_give_the_routers_own_output(case):
+def test_the_shared_strategies_give_the_routers_own_output(case, precision):
+    """Also in a bf16 model under autocast, as ``bf16: true`` trains: routers that force float32
+    must still do so, and those that compute in bf16 must not gain precision (other experts)."""
     model_type = case.split("-")[0]
     model = tiny(model_type, **CASES[case])
-    found = routers(model)
+    dtype = torch.bfloat16 if precision == "bf16-autocast" else torch.float32
+    found = routers(model.to(dtype))
     assert found, f"no router of {model_type} is in ROUTERS"
     hidden_size = model.config.hidden_size
     for router in found:
         torch.manual_seed(1)
         randomize(router)
-        hidden = torch.randn(37, hidden_size)
+        hidden = torch.randn(512, hidden_size, dtype=dtype)
         extra = (torch.randn(router.num_experts),) if model_type == "minimax_m2" else ()
-        expected = type(router).forward(router, hidden.clone(), *extra)
-        got = ROUTERS[type(router).__name__](router, hidden.clone(), *extra)
+        with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
+            expected = type(router).forward(router, hidden.clone(), *extra)
+            got = ROUTERS[type(router).__name__](router, hidden.clone(), *extra)
         for a, b in zip(canonical(got), canonical(expected), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 

@@ -45,6 +45,20 @@ def test_with_the_package_a_model_sonic_moe_cannot_run_is_refused(monkeypatch):
         apply_experts_implementation(model, "sonicmoe")
 
 
+def test_without_the_package_a_gate_the_hub_kernel_would_change_is_refused(monkeypatch):
+    """transformers' Hub SonicMoE takes the gate from ``hidden_act`` (``silu`` without one), not
+    from the experts: Gemma 4 gates with tanh-GELU and has no ``hidden_act``."""
+    from ftcore_moe_kernels.models import apply_experts_implementation
+
+    monkeypatch.setattr(sonic, "has_sonicmoe_package", lambda: False)
+    assert sonic.hub_unsupported_reason(experts_of(tiny("qwen3_moe"))) is None
+    with pytest.raises(FtcoreError, match=r"gate is gelu_tanh; .* hidden_act='silu' instead"):
+        apply_experts_implementation(tiny("gemma4_text"), "sonicmoe")
+    experts = experts_of(tiny("qwen3_moe"))
+    experts.config.hidden_act = "gelu"  # the Hub kernel: quack's tanh-GeGLU; the experts: SiLU
+    assert "gate is silu" in sonic.hub_unsupported_reason(experts)
+
+
 @pytest.fixture
 def hopper(monkeypatch):
     """A CUDA Hopper GPU as far as the check can tell (the checks after it are the point)."""

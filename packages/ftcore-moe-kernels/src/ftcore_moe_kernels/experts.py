@@ -45,7 +45,16 @@ def unsupported_reason(experts: Any) -> str | None:
     different = [f"{key}={value}" for key, value in layout.items() if value != wanted[key]]
     if different or not hasattr(experts, "gate_up_proj") or not hasattr(experts, "down_proj"):
         return f"{type(experts).__name__} ({', '.join(different) or 'no gate_up_proj/down_proj'})"
-    return None
+    return quantized_reason(experts)
+
+
+def quantized_reason(experts: Any) -> str | None:
+    """Why the kernels cannot read the weights of ``experts`` (FP8 and other quantized stacks,
+    which carry scales the kernels would ignore), or ``None``."""
+    dtype = experts.gate_up_proj.dtype
+    if dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return None
+    return f"{type(experts).__name__} (quantized {dtype} weights; load the model in bf16 instead)"
 
 
 class ExpertOrder(NamedTuple):

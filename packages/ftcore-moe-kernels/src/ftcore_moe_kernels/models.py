@@ -45,9 +45,14 @@ def apply_experts_implementation(model: Any, name: str) -> int:
             f"{type(model).__name__} (model_type {model_type}) has no experts that transformers "
             "dispatches through its ExpertsInterface; remove the moe-kernels keys for this model"
         )
-    check = {experts.NAME: experts.unsupported_reason}
-    if sonic.has_sonicmoe_package():  # transformers' Hub kernel takes any layout with a gate
-        check[sonic.NAME] = sonic.unsupported_reason
+    check = {
+        experts.NAME: experts.unsupported_reason,
+        sonic.NAME: (
+            sonic.unsupported_reason
+            if sonic.has_sonicmoe_package()
+            else sonic.hub_unsupported_reason
+        ),
+    }
     if name in check:
         reasons = sorted({r for r in map(check[name], modules) if r})
         if reasons:

@@ -34,7 +34,8 @@ class MoEKernelsPlugin:
 
     @hookimpl
     def ftcore_validate_config(self, cfg):
-        """One kernel at a time, and no other experts implementation beside it."""
+        """One kernel at a time, no other experts implementation beside it, and no kernel both
+        asked for and turned off."""
         problems = []
         if cfg.use_scattermoe and cfg.use_sonicmoe:
             problems.append(("use_sonicmoe", "use_scattermoe and use_sonicmoe exclude each other"))
@@ -44,6 +45,12 @@ class MoEKernelsPlugin:
                 ("experts_implementation", f"{cfg.experts_implementation} conflicts with "
                  f"use_{kernel}; remove experts_implementation")
             )  # fmt: skip
+        for name in KERNELS:
+            if cfg.experts_implementation == name and getattr(cfg, f"use_{name}") is False:
+                problems.append(
+                    (f"use_{name}", f"use_{name}: false conflicts with experts_implementation: "
+                     f"{name}; remove one of them")
+                )  # fmt: skip
         return problems
 
     @hookimpl
@@ -63,7 +70,7 @@ class MoEKernelsPlugin:
     @hookimpl
     def ftcore_configure(self, cfg):
         """``use_kernels`` changes nothing in ftcore: say so instead of ignoring it."""
-        if cfg.use_kernels is not None:
+        if cfg.use_kernels:
             log.warning(
                 "ftcore: use_kernels has no effect; the experts kernel comes from use_scattermoe, "
                 "use_sonicmoe or experts_implementation"
@@ -71,8 +78,8 @@ class MoEKernelsPlugin:
 
     @hookimpl
     def ftcore_pre_model_load(self, cfg):
-        """Register ``scattermoe``; check that SonicMoE can run here before loading weights (and
-        say that sonic-moe's first step compiles its kernels for minutes)."""
+        """Register ``scattermoe``; check that SonicMoE or DeepGEMM can run here before loading
+        weights (and say that sonic-moe's first step compiles its kernels for minutes)."""
         name = chosen_implementation(cfg)
         if name == "scattermoe":
             from ftcore_moe_kernels.experts import register
@@ -85,6 +92,10 @@ class MoEKernelsPlugin:
             sonic.register()
             if sonic.has_sonicmoe_package() and is_main_process():
                 log.warning(sonic.first_step_notice())
+        elif name == "deepgemm":
+            from ftcore_moe_kernels.deepgemm import check_deepgemm
+
+            check_deepgemm()
 
     @hookimpl
     def ftcore_post_model_build(self, cfg, model):

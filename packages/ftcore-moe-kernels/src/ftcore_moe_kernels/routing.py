@@ -69,8 +69,8 @@ def sigmoid_topk(
     scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sigmoid scores; experts chosen on ``score + bias`` (within the best groups), weighted by
-    the scores without the bias."""
-    scores = logits.float().sigmoid()
+    the scores without the bias. The scores keep the dtype of ``logits``, as the routers'."""
+    scores = logits.sigmoid()
     choice = scores + bias
     if groups > 1:
         choice = choice.masked_fill(~group_mask(choice, groups, kept_groups, "top2"), float("-inf"))
@@ -151,7 +151,7 @@ def _sigmoid_group_router(router: Any, hidden: torch.Tensor) -> tuple:
 
 def _minimax_router(router: Any, hidden: torch.Tensor, bias: torch.Tensor) -> tuple:
     logits = F.linear(hidden.reshape(-1, router.hidden_dim).to(router.weight.dtype), router.weight)
-    weights, experts = sigmoid_topk(logits, router.top_k, bias)
+    weights, experts = sigmoid_topk(logits.float(), router.top_k, bias)
     return logits, weights, experts
 
 
@@ -165,10 +165,17 @@ def _deepseek_v2_router(router: Any, hidden: torch.Tensor) -> tuple:
 
 
 def _ernie_router(router: Any, hidden: torch.Tensor) -> tuple:
-    logits = F.linear(hidden.float(), router.weight.float())
-    bias = router.moe_statics.e_score_correction_bias.squeeze()
-    weights, experts = softmax_bias_topk(logits, router.top_k, bias, router.norm_min)
+    # float32 even under autocast, as the model's own router
+    with torch.autocast(_autocast_device(hidden), enabled=False):
+        logits = F.linear(hidden.float(), router.weight.float())
+        bias = router.moe_statics.e_score_correction_bias.squeeze()
+        weights, experts = softmax_bias_topk(logits, router.top_k, bias, router.norm_min)
     return logits, weights.to(hidden.dtype), experts
+
+
+def _autocast_device(tensor: torch.Tensor) -> str:
+    """The autocast device type of ``tensor`` (transformers' routers use the CPU's for mps)."""
+    return tensor.device.type if tensor.device.type != "mps" else "cpu"
 
 
 def _granite_router(router: Any, hidden: torch.Tensor) -> tuple:

@@ -71,6 +71,33 @@ def unsupported_reason(experts: Any) -> str | None:
     return layout
 
 
+#: The gate transformers' own ``sonicmoe`` (the Hub kernel) computes for each ``hidden_act``, as
+#: ``gates.default_gate_activation`` names them (without ``hidden_act`` it takes ``silu``).
+HUB_ACTIVATIONS = {"silu": "silu", "gelu": "gelu_tanh"}
+
+
+def hub_unsupported_reason(experts: Any) -> str | None:
+    """Why transformers' Hub SonicMoE kernel would not compute what ``experts`` computes, or
+    ``None``. It picks the gate from ``config.hidden_act``, not from the experts' own activation
+    (Gemma 4 has no ``hidden_act`` and gates with tanh-GELU, which the Hub path would run as
+    SwiGLU)."""
+    from ftcore_moe_kernels.experts import quantized_reason
+    from ftcore_moe_kernels.gates import default_gate_activation
+
+    if not getattr(experts, "has_gate", True) or not hasattr(experts, "gate_up_proj"):
+        return f"{type(experts).__name__} (no gated gate_up_proj)"
+    if quantized := quantized_reason(experts):
+        return quantized
+    hidden_act = str(getattr(getattr(experts, "config", None), "hidden_act", "silu")).lower()
+    gate = default_gate_activation(experts)
+    if gate is None or HUB_ACTIVATIONS.get(hidden_act) != gate:
+        return (
+            f"{type(experts).__name__} (its gate is {gate or 'its own'}; without the sonic-moe "
+            f"package, transformers' Hub kernel would run hidden_act={hidden_act!r} instead)"
+        )
+    return None
+
+
 def sonicmoe_experts_forward(self: Any, hidden_states: Any, top_k_index: Any, top_k_weights: Any):
     """The experts of one MoE block through ``sonicmoe.moe_general_routing_inputs``."""
     import sonicmoe
