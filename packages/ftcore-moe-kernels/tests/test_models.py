@@ -160,6 +160,21 @@ def test_config_rules(tmp_path, base_model):
         )
 
 
+def test_scattermoe_on_a_gpu_without_triton_says_so_before_loading(tmp_path, base_model,
+                                                                    monkeypatch):  # fmt: skip
+    import importlib.util
+
+    import ftcore.modeling
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "triton" else find_spec(name, *a))  # fmt: skip
+    monkeypatch.setattr(ftcore.modeling, "build_model", None)  # it must not get that far
+    with pytest.raises(FtcoreError, match="triton is not installed: install it"):
+        train(load_config(run_config(tmp_path, base_model, use_scattermoe=True)))
+
+
 @pytest.mark.parametrize("kernel", ["scattermoe", "sonicmoe"])
 def test_a_kernel_turned_off_and_asked_for_is_a_config_error(tmp_path, base_model, kernel):
     with pytest.raises(ConfigError, match=f"use_{kernel}: false conflicts with experts_impl"):

@@ -138,6 +138,20 @@ def _gate(experts: Any, gate_up: torch.Tensor) -> torch.Tensor:
     return experts._apply_gate(gate_up)
 
 
+def check_scattermoe() -> None:
+    """An error, before the model loads, where a CUDA GPU would run the Triton kernels and Triton
+    is missing (it is a dependency on Linux only)."""
+    import importlib.util
+
+    from ftcore.errors import FtcoreError
+
+    if torch.cuda.is_available() and importlib.util.find_spec("triton") is None:
+        raise FtcoreError(
+            "use_scattermoe runs Triton kernels on CUDA GPUs, and triton is not installed: "
+            "install it (pip install triton; on Windows, triton-windows), or remove use_scattermoe"
+        )
+
+
 def register() -> None:
     """Make ``scattermoe`` a valid ``experts_implementation`` in transformers."""
     from transformers.integrations.moe import ExpertsInterface

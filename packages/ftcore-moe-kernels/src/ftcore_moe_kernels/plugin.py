@@ -82,8 +82,9 @@ class MoEKernelsPlugin:
         weights (and say that sonic-moe's first step compiles its kernels for minutes)."""
         name = chosen_implementation(cfg)
         if name == "scattermoe":
-            from ftcore_moe_kernels.experts import register
+            from ftcore_moe_kernels.experts import check_scattermoe, register
 
+            check_scattermoe()
             register()
         elif name == "sonicmoe":
             from ftcore_moe_kernels import sonic
