@@ -24,7 +24,9 @@ FEATURE_EXTRAS = {"gradio", "deepspeed"}
 DEV_TOOLS = ["pytest", "hatchling", "build", "ruff"]
 # Bounds of the development environment, beyond each package's own ranges: llmcompressor 0.14 pins
 # transformers>=5.15,<=5.17 and torch<=2.14; torch 2.13.0 is the CPU build CI installs.
-LOCK_BOUNDS = ["transformers>=5.15,<=5.17", "torch==2.13.0"]
+# triton: the pin of torch 2.13.0's CUDA build (the CPU build here has none, and would lock the
+# newest, which then conflicts with torch on every GPU machine)
+LOCK_BOUNDS = ["transformers>=5.15,<=5.17", "torch==2.13.0", "triton==3.7.1"]
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
