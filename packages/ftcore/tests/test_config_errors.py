@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -139,6 +140,17 @@ def test_duplicate_key_across_plugins_names_both(plugin_site):
     )
 
 
+def test_a_key_of_an_installed_plugin_not_listed_names_the_plugin(plugin_site):
+    plugin_site.add("ftcore-a", {"a": "a_plugin"}, {"a_plugin": ALPHA_PLUGIN})
+    plugin_site.add("ftcore-broken", {"broken": "broken_plugin"}, {"broken_plugin": "1/0\n"})
+    assert error_of({"shared_alpha": 0.1, "shared_alpah": 0.1}) == (
+        "config error in <config>\n"
+        "  shared_alpha: unknown key: it belongs to the installed plugin 'a', which is not "
+        "active; add a to plugins\n"
+        "  shared_alpah: unknown key"
+    )
+
+
 def test_plugin_key_clashing_with_core_key_is_rejected(plugin_site):
     plugin_site.add(
         "ftcore-c",
@@ -256,6 +268,12 @@ def test_config_file_errors(tmp_path):
     listed.write_text("- a\n- b\n")
     with pytest.raises(FtcoreError, match="must hold a mapping of keys, found list"):
         read_yaml(listed)
+    latin = tmp_path / "latin.yml"
+    latin.write_bytes("base_model: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(FtcoreError, match=r"not UTF-8 text \(byte 0xe9 at offset 15\); save"):
+        read_yaml(latin)
+    with pytest.raises(FtcoreError, match=r"not UTF-8 text \(byte 0xff at offset 0\)"):
+        read_yaml(latin.write_text("a: 1\n", encoding="utf-16") and latin)
 
 
 def test_blocking_a_local_plugin_by_its_dotted_path(plugin_site, monkeypatch):
@@ -301,6 +319,47 @@ def test_a_run_needs_a_model_data_and_folders(tmp_path):
         f"output_dir: {afile} is a file; give a folder",
     ]
     load_config({}, for_run=False)  # inspecting a partial config is fine
+
+
+def test_output_folders_that_cannot_be_written_are_named_before_the_run(tmp_path, monkeypatch):
+    import os
+
+    afile = tmp_path / "taken"
+    afile.write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and Path(p) != locked)
+    config = {"base_model": "org/model", "datasets": [{"path": str(afile)}]}
+    with pytest.raises(ConfigError) as info:
+        load_config({**config, "output_dir": str(afile / "sub"),
+                     "dataset_prepared_path": str(locked / "a" / "b")}, for_run=True)  # fmt: skip
+    assert [str(p) for p in info.value.problems] == [
+        f"output_dir: {afile / 'sub'}: {afile} is a file",
+        f"dataset_prepared_path: {locked / 'a' / 'b'}: {locked} is not writable for this user; "
+        "give a folder you can write to",
+    ]
+
+
+def test_local_models_and_data_that_do_not_exist_are_named_before_the_run(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError) as info:
+        load_config({"base_model": str(missing), "tokenizer_config": "org/tokenizer",
+                     "datasets": [{"path": "org/hub-dataset"}, {"path": "./data/rows.jsonl"},
+                                  {"path": str(missing)}]}, for_run=True)  # fmt: skip
+    assert [str(p) for p in info.value.problems] == [
+        f"base_model: no model folder at {missing}",
+        "datasets[1].path: file not found: ./data/rows.jsonl",
+        f"datasets[2].path: file not found: {missing}",
+    ]
+
+
+def test_lora_keys_without_an_adapter_are_an_error():
+    """Else a forgotten ``adapter:`` makes a full fine-tune of what was meant as LoRA."""
+    message = error_of({"base_model": "x", "lora_r": 16, "lora_target_modules": ["q_proj"]})
+    assert "lora_r: is set but adapter is not; set adapter: lora (or qlora)" in message
+    assert "lora_target_modules: is set but adapter is not" in message
+    load_config({"base_model": "x", "adapter": "lora", "lora_r": 16})
 
 
 def test_lora_on_parameters_needs_lora_without_dropout():

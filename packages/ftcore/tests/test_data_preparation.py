@@ -87,6 +87,28 @@ def test_missing_file_is_named(tmp_path, tiny_tokenizer):
         prepare_datasets(cfg, tiny_tokenizer)
 
 
+@pytest.mark.parametrize(("name", "lines"), [("bad.jsonl", ['{"text": "a"}', '{"text": "caf\xe9"}']),
+                                           ("bad.csv", ["text", "a", "caf\xe9"])])  # fmt: skip
+def test_a_line_that_is_not_utf8_is_pointed_at(tmp_path, tiny_tokenizer, name, lines):
+    path = tmp_path / name
+    path.write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    cfg = config(tmp_path, [{"path": str(path)}])
+    with pytest.raises(FtcoreError) as info:
+        prepare_datasets(cfg, tiny_tokenizer)
+    number, column = len(lines), lines[-1].index("\xe9") + 1
+    assert str(info.value) == (
+        f"dataset {path}: line {number} is not UTF-8 text (byte 0xe9 at column {column}); "
+        "save the file as UTF-8"
+    )
+
+
+def test_an_empty_file_is_named(tmp_path, tiny_tokenizer):
+    (tmp_path / "empty.jsonl").write_text("")
+    cfg = config(tmp_path, [{"path": str(tmp_path / "empty.jsonl")}])
+    with pytest.raises(FtcoreError, match=r"^dataset .*empty\.jsonl: empty file .*empty\.jsonl$"):
+        prepare_datasets(cfg, tiny_tokenizer)
+
+
 def test_corrupt_json_line_is_pointed_at(tmp_path, tiny_tokenizer):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"\n{"text": "c"}\n')

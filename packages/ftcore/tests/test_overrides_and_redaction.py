@@ -15,8 +15,8 @@ def test_override_forms_are_parsed():
         ("lr", "1"),
         ("micro_batch_size", "4"),
         ("seed", "7"),
-        ("strict", "true"),
-        ("gradient_checkpointing", "true"),
+        ("strict", None),
+        ("gradient_checkpointing", None),
     ]
 
 
@@ -28,6 +28,7 @@ def test_overrides_are_coerced_through_the_schema():
             "--micro-batch-size",
             "4",
             "base_model=123",  # a string key keeps the text as typed
+            "adapter=lora",
             "lora_target_modules=[q_proj, v_proj]",
             "datasets.0.type=alpaca",
             "special_tokens.pad_token=<pad>",
@@ -84,9 +85,21 @@ def test_resolved_config_yaml_has_defaults_and_no_secret():
 
 def test_a_flag_before_key_value_stays_a_flag():
     assert parse_override_args(["--sample_packing", "seed=3"]) == [
-        ("sample_packing", "true"),
+        ("sample_packing", None),
         ("seed", "3"),
     ]
+    assert load_config({"base_model": "x"}, ["--sample-packing"]).cfg.sample_packing is True
+
+
+@pytest.mark.parametrize("key", ["learning-rate", "max-steps", "output-dir"])
+def test_a_bare_flag_for_a_key_that_is_not_yes_no_is_an_error(key):
+    with pytest.raises(FtcoreError, match=f"--{key} needs a value: --{key} VALUE or"):
+        load_config({"base_model": "x"}, [f"--{key}"])
+
+
+def test_true_for_a_number_is_an_error():
+    with pytest.raises(FtcoreError, match="learning_rate=true: learning_rate takes a number"):
+        load_config({"base_model": "x"}, ["learning_rate=true"])
 
 
 def test_null_unsets_an_optional_key():

@@ -276,6 +276,41 @@ def test_a_checkpoint_that_cannot_be_written_is_one_error_and_removed(
     assert not (Path(cfg["output_dir"]) / "checkpoint-2").exists()
 
 
+def test_ctrl_c_during_a_checkpoint_save_leaves_no_partial_folder(
+    tmp_path, base_model, monkeypatch
+):
+    real_save = torch.save
+    cfg = run_config(tmp_path, base_model, max_steps=4, save_steps=2, optimizer="adamw_torch")
+
+    def interrupted(obj, f, *args, **kwargs):
+        if "optimizer" in str(f):
+            raise KeyboardInterrupt
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(cfg))
+    assert not (Path(cfg["output_dir"]) / "checkpoint-2").exists()
+
+
+def test_a_new_run_beside_an_earlier_runs_checkpoints_is_refused(tmp_path, base_model):
+    """Rotation would keep the earlier run's higher steps, and ``auto`` would resume it."""
+    first = run_config(tmp_path, base_model, max_steps=4, save_steps=2, save_total_limit=2)
+    train(load_config(first))
+    out = Path(first["output_dir"])
+    kept = sorted(p.name for p in out.glob("checkpoint-*"))
+    assert kept == ["checkpoint-2", "checkpoint-4"]
+    again = {**first, "max_steps": 1, "save_steps": 1, "learning_rate": 1e-3}
+    with pytest.raises(FtcoreError, match=r"holds checkpoints of an earlier run \(checkpoint-2, "
+                       r"checkpoint-4\); continue that run with resume_from_checkpoint: auto"):  # fmt: skip
+        train(load_config(again))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == kept
+    train(load_config({**again, "overwrite_output_dir": True}))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    checkpoints.unmark(out / "checkpoint-1")  # a save of the same step starts by unmarking it
+    assert checkpoints.resolve_resume("auto", out) is None
+
+
 def test_incomplete_checkpoints_are_never_resumed(tmp_path):
     for step, complete in ((2, True), (4, True), (6, False)):
         folder = tmp_path / f"checkpoint-{step}"
@@ -287,6 +322,9 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
     with pytest.raises(FtcoreError, match="checkpoint-6 is incomplete"):
         checkpoints.resolve_resume(str(tmp_path / "checkpoint-6"), tmp_path)
     assert checkpoints.resolve_resume("auto", tmp_path / "empty") is None
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FtcoreError, match="data is not a checkpoint folder"):
+        checkpoints.resolve_resume(str(tmp_path / "data"), tmp_path)
     checkpoints.rotate(tmp_path, keep=1)
     assert [s for s, _ in checkpoints.checkpoints(tmp_path)] == [4, 6]
 
@@ -320,7 +358,7 @@ def test_cli_reports_bad_data_without_a_traceback_or_output(tmp_path, base_model
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1]
-        == f"dataset file not found: {tmp_path / 'missing.jsonl'}"
+        == f"  datasets[0].path: file not found: {tmp_path / 'missing.jsonl'}"
     )
     assert "Traceback" not in result.stderr
     assert not Path(cfg["output_dir"]).exists()
@@ -421,12 +459,36 @@ def test_chat_inference_applies_the_template(tmp_path, base_model):
     assert tokenizer.decode(seen[1][0]) == "<s>hi"
 
 
+def test_damaged_or_mismatched_saves_are_one_clear_error(tmp_path, base_model):
+    from ftcore.inference import load_trained, merge_adapter
+
+    keys = {"adapter": "lora", "lora_r": 4, "max_steps": 1}
+    train(load_config(run_config(tmp_path, base_model, **keys)))
+    cfg = load_config(run_config(tmp_path, base_model, **keys)).cfg
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(FtcoreError, match="afile is a file; --output takes a folder"):
+        merge_adapter(cfg, str(afile))
+    wider = save_tiny_model(str(tmp_path / "wider"), "llama", seed=0, hidden_size=96)
+    with pytest.raises(FtcoreError, match=r"does not fit base_model .*wider \(size mismatch"):
+        load_trained(cfg.model_copy(update={"base_model": wider}))
+    merged = merge_adapter(cfg)
+    assert sorted(p.name for p in merged.iterdir() if p.name.startswith(".")) == []
+    weights_file = merged / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(FtcoreError, match=r"cannot load the model saved in .*merged .*incomplete"):
+        load_trained(cfg.model_copy(update={"adapter": None, "output_dir": str(merged)}))
+
+
 def test_inference_before_training_says_what_to_do(tmp_path, base_model):
     path = tmp_path / "run.yml"
     path.write_text(json.dumps(run_config(tmp_path, base_model)))
     result = cli("inference", path, "--prompt", "hi")
     assert result.returncode == 2
     assert result.stderr.strip().endswith("run ftcore train first (or pass --base)")
+    result = cli("inference", path, "--prompt", "hi", "--max-new-tokens", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'--max-new-tokens': 0 is not in the range x>=1" in result.stderr
 
 
 def test_added_tokens_resize_the_embeddings_and_checkpointing_trains(tmp_path, base_model):
@@ -463,7 +525,7 @@ def test_a_new_run_in_the_same_folder_leaves_no_stale_weights(tmp_path, base_mod
     train(load_config(cfg))
     out = Path(cfg["output_dir"])
     assert (out / "adapter_config.json").is_file()
-    full = {**cfg, "adapter": None}
+    full = {**cfg, "adapter": None, "overwrite_output_dir": True}
     train(load_config(full))
     assert (out / "model.safetensors").is_file()
     assert not (out / "adapter_config.json").exists()

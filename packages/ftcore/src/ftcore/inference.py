@@ -7,6 +7,7 @@ from typing import Any
 
 from ftcore.data.strategies import ALPACA_PROMPT
 from ftcore.errors import FtcoreError
+from ftcore.saving import publish, staging_dir
 
 
 def _trained_dir(cfg: Any) -> Path:
@@ -35,10 +36,39 @@ def load_trained(cfg: Any, use_base: bool = False) -> tuple[Any, Any]:
             base = build_model(cfg)
             if len(tokenizer) > base.get_input_embeddings().num_embeddings:
                 base.resize_token_embeddings(len(tokenizer))
-            model = PeftModel.from_pretrained(base, str(output))
+            try:
+                model = PeftModel.from_pretrained(base, str(output))
+            except RuntimeError as exc:
+                if "size mismatch" not in str(exc):
+                    raise
+                raise FtcoreError(
+                    f"the LoRA adapter in {output} does not fit base_model {cfg.base_model} "
+                    f"({_first_mismatch(exc)}); set base_model to the model it was trained on"
+                ) from None
         else:
-            model = AutoModelForCausalLM.from_pretrained(str(output))
+            try:
+                model = AutoModelForCausalLM.from_pretrained(str(output))
+            except (OSError, ValueError) as exc:
+                raise FtcoreError(_unreadable(output, exc)) from None
+            except Exception as exc:  # safetensors' own error for a truncated file
+                if type(exc).__name__ != "SafetensorError":
+                    raise
+                raise FtcoreError(_unreadable(output, exc)) from None
     return model.eval(), tokenizer
+
+
+def _first_mismatch(exc: Exception) -> str:
+    """The first ``size mismatch for ...`` line of torch's load error."""
+    lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+    return lines[-1] if lines else str(exc).splitlines()[0]
+
+
+def _unreadable(output: Path, exc: Exception) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot load the model saved in {output} ({type(exc).__name__}: {reason}); the files are "
+        "damaged or incomplete: train again, or point output_dir at a complete run"
+    )
 
 
 def _uses_chat(cfg: Any) -> bool:
@@ -103,9 +133,13 @@ def merge_adapter(cfg: Any, output: str | None = None) -> Path:
             f"merge-lora: {cfg.output_dir} holds no LoRA adapter (adapter_config.json); "
             "run ftcore train with this config first"
         )
+    target = Path(output) if output else Path(cfg.output_dir) / "merged"
+    if target.exists() and not target.is_dir():
+        raise FtcoreError(f"merge-lora: {target} is a file; --output takes a folder")
     model, tokenizer = load_trained(cfg)
     merged = model.merge_and_unload()
-    target = Path(output) if output else Path(cfg.output_dir) / "merged"
-    merged.save_pretrained(str(target))
-    tokenizer.save_pretrained(str(target))
+    staging = staging_dir(target)  # an interrupted merge leaves no half-written model in target
+    merged.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    publish(staging, target)
     return target

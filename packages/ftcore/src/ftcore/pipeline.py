@@ -130,12 +130,13 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
-    from ftcore.training.checkpoints import resolve_resume
+    from ftcore.training.checkpoints import clear_earlier_run, resolve_resume
     from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
     output_dir = Path(cfg.output_dir)
+    clear_earlier_run(cfg.resume_from_checkpoint, output_dir, cfg.overwrite_output_dir)
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
     # a ZeRO checkpoint of another world size loads through DeepSpeed's universal checkpoint
     universal = bool(resume) and cfg.deepspeed is not None and needs_universal(resume, world_size())

@@ -15,7 +15,13 @@ from ftcore.cli.run import OVERRIDE_SETTINGS, config_argument, load, overrides_a
 @click.option(
     "--prompt", help="Answer this one prompt and exit (default: read prompts from stdin)."
 )
-@click.option("--max-new-tokens", default=64, show_default=True, help="Tokens to generate.")
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Tokens to generate.",
+)
 @click.option(
     "--chat/--no-chat",
     default=None,

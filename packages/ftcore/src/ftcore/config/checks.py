@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,36 @@ def run_problems(cfg: Any) -> list[Problem]:
         problems.append(Problem("datasets", "required: add at least one dataset"))
     for key in ("output_dir", "dataset_prepared_path"):
         value = getattr(cfg, key)
-        if value and Path(value).expanduser().is_file():
-            problems.append(Problem(key, f"{value} is a file; give a folder"))
+        if value and (problem := _folder_problem(value)):
+            problems.append(Problem(key, problem))
+    for key in ("base_model", "base_model_config", "tokenizer_config"):
+        value = getattr(cfg, key)
+        if value and _names_a_path(value) and not Path(value).expanduser().exists():
+            problems.append(Problem(key, f"no model folder at {value}"))
+    for key in ("datasets", "test_datasets"):
+        for index, ds in enumerate(getattr(cfg, key)):
+            if _names_a_path(ds.path) and not Path(ds.path).expanduser().exists():
+                problems.append(Problem(f"{key}[{index}].path", f"file not found: {ds.path}"))
     return problems
+
+
+def _names_a_path(value: str) -> bool:
+    """Whether ``value`` can only be a local path (a hub id never starts so). Other relative paths
+    are left to the run: they may name a hub dataset, and validating them depends on the folder."""
+    return value.startswith((".", "/", "~"))
+
+
+def _folder_problem(value: str) -> str | None:
+    """Why ``value`` cannot be (or become) a folder ftcore writes into, or ``None``."""
+    path = Path(value).expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing == path and path.is_file():
+        return f"{value} is a file; give a folder"
+    if existing.is_file():
+        return f"{value}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{value}: {existing} is not writable for this user; give a folder you can write to"
+    return None
 
 
 def core_problems(cfg: Any) -> list[Problem]:
@@ -123,6 +151,12 @@ def core_problems(cfg: Any) -> list[Problem]:
         problems.append(Problem("fp16", "bf16 and fp16 are both true; choose one"))
     if cfg.lora_target_parameters and cfg.adapter != "lora":
         problems.append(Problem("lora_target_parameters", "needs adapter: lora"))
+    if not cfg.adapter:  # else a forgotten adapter key silently makes a full fine-tune
+        problems += [
+            Problem(key, "is set but adapter is not; set adapter: lora (or qlora), or remove it")
+            for key in sorted(cfg.model_fields_set)
+            if key.startswith("lora_") and key != "lora_target_parameters"
+        ]
     if cfg.lora_target_parameters and cfg.lora_dropout:
         problems.append(
             Problem(

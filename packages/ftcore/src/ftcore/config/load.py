@@ -17,6 +17,7 @@ from ftcore.config.checks import core_problems, run_problems
 from ftcore.config.compose import compose_schema
 from ftcore.config.messages import problems_from_validation
 from ftcore.config.overrides import apply_overrides, parse_override_args
+from ftcore.config.owners import name_unlisted_owners
 from ftcore.config.redact import redact
 from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES, CoreConfig
 from ftcore.discovery import load_plugins
@@ -51,6 +52,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FtcoreError(
+            f"config error in {path}\n  not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); save the file as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -144,6 +150,7 @@ def load_config(
         cfg = model.model_validate(raw, context={"dataset_types": types_known})
     except ValidationError as exc:
         found = sorted(problems_from_validation(exc, model), key=_by_position(raw))
+        found = name_unlisted_owners(found, {plugin.name for plugin in plugins})
         raise ConfigError(problems + found, label) from None
     if problems:
         raise ConfigError(problems, label)

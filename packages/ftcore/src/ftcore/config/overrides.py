@@ -20,13 +20,13 @@ _KEY_VALUE = re.compile(r"^[A-Za-z_][\w.-]*=")
 _NULLS = {"null", "~", "none", "None", "NULL"}
 
 
-def parse_override_args(args: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+def parse_override_args(args: list[str] | tuple[str, ...]) -> list[tuple[str, str | None]]:
     """Turn CLI words into ``(dotted key, text)`` pairs.
 
-    ``--flag`` with no value (at the end, or before another ``--option`` or ``key=value``) means
-    ``true``.
+    ``--flag`` with no value (at the end, or before another ``--option`` or ``key=value``) gives
+    the text ``None``: ``true`` for a yes/no key, an error for any other.
     """
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str | None]] = []
     index = 0
     while index < len(args):
         word = args[index]
@@ -35,7 +35,7 @@ def parse_override_args(args: list[str] | tuple[str, ...]) -> list[tuple[str, st
             if not eq:
                 following = args[index + 1] if index + 1 < len(args) else None
                 if following is None or following.startswith("--") or _KEY_VALUE.match(following):
-                    value = "true"
+                    value = None
                 else:
                     value = following
                     index += 1
@@ -117,9 +117,22 @@ def set_path(data: dict[str, Any], parts: list[str], value: Any) -> None:
 
 
 def apply_overrides(
-    raw: dict[str, Any], overrides: list[tuple[str, str]], model: type[BaseModel]
+    raw: dict[str, Any], overrides: list[tuple[str, str | None]], model: type[BaseModel]
 ) -> None:
     """Apply ``(dotted key, text)`` overrides to the raw config, coerced through ``model``."""
     for key, text in overrides:
         parts = key.split(".")
-        set_path(raw, parts, coerce_text(text, annotation_at(model, parts)))
+        annotation = annotation_at(model, parts)
+        if text is None:  # a bare --flag
+            if annotation not in (bool, None):
+                flag = "--" + key.replace("_", "-")
+                raise FtcoreError(
+                    f"{flag} needs a value: {flag} VALUE or {key}=VALUE (a bare {flag} sets "
+                    "yes/no keys only)"
+                )
+            value: Any = True
+        else:
+            value = coerce_text(text, annotation)
+        if isinstance(value, bool) and annotation in (int, float):
+            raise FtcoreError(f"cannot read override {key}={text or 'true'}: {key} takes a number")
+        set_path(raw, parts, value)

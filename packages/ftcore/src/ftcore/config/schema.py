@@ -341,6 +341,11 @@ class CoreConfig(StrictModel):
     resume_from_checkpoint: str | None = Field(
         None, description="A checkpoint folder, or `auto` for the newest complete one."
     )
+    overwrite_output_dir: bool = Field(
+        False,
+        description="Start a new run in an output_dir that holds an earlier run's checkpoints: "
+        "they are deleted first (without it, such a run is refused).",
+    )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
 
     # ---- more than one GPU

@@ -54,6 +54,23 @@ def data_files_of(path: Path, ds: DatasetConfig) -> list[Path]:
     return files
 
 
+#: Formats read as text: pyarrow accepts bytes that are not UTF-8 there and fails on the row later.
+_TEXT_FORMATS = ("json", "csv", "text")
+
+
+def _check_utf8(path: Path) -> None:
+    """Point at the first line of a text data file that is not UTF-8."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FtcoreError(
+                    f"dataset {path}: line {number} is not UTF-8 text (byte "
+                    f"0x{line[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+                ) from None
+
+
 def _check_json_lines(path: Path) -> None:
     """Point at the first line of a JSONL file that is not valid JSON."""
     with path.open(encoding="utf-8") as handle:
@@ -96,6 +113,11 @@ def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
                     "list one format per datasets entry"
                 )
             fmt = formats.pop()
+            if empty := [str(f) for f in files if f.stat().st_size == 0]:
+                raise FtcoreError(f"dataset {ds.path}: empty file {', '.join(empty)}")
+            if fmt in _TEXT_FORMATS:
+                for f in files:
+                    _check_utf8(f)
             try:
                 return datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train")
             except Exception:

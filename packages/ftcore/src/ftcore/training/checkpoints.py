@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ftcore.dist import is_main_process
 from ftcore.errors import FtcoreError
 
 MARKER = "ftcore-complete.json"
@@ -23,6 +24,11 @@ def mark_complete(checkpoint: Path, step: int) -> None:
     staging = checkpoint / f".{MARKER}.tmp"
     staging.write_text(json.dumps({"global_step": step}))
     os.replace(staging, checkpoint / MARKER)
+
+
+def unmark(checkpoint: Path) -> None:
+    """Take the marker off ``checkpoint`` before its files are written again."""
+    (checkpoint / MARKER).unlink(missing_ok=True)
 
 
 #: What torch's zip writer says when a write fails (a full disk, a lost mount): a RuntimeError.
@@ -81,12 +87,41 @@ def resolve_resume(setting: str | None, output_dir: Path) -> str | None:
     path = Path(setting).expanduser()
     if not path.is_dir():
         raise FtcoreError(f"resume_from_checkpoint: no checkpoint folder at {setting}")
+    if (
+        not is_complete(path)
+        and not (path / "trainer_state.json").is_file()
+        and not any(path.glob("*.safetensors"))
+    ):
+        raise FtcoreError(
+            f"resume_from_checkpoint: {setting} is not a checkpoint folder (no trainer_state.json, "
+            "no weights); give a checkpoint-N folder of output_dir, or auto"
+        )
     if not is_complete(path):
         raise FtcoreError(
             f"resume_from_checkpoint: {setting} is incomplete (no {MARKER}: the save was "
             "interrupted); use resume_from_checkpoint: auto to take the newest complete one"
         )
     return str(path)
+
+
+def clear_earlier_run(setting: str | None, output_dir: Path, overwrite: bool) -> None:
+    """Before a new run (no ``resume_from_checkpoint``) in ``output_dir``: delete an earlier run's
+    checkpoints with ``overwrite``, else refuse. Beside them, rotation would keep the earlier run's
+    higher steps and delete the new run's, and ``auto`` would later resume the wrong run."""
+    found = checkpoints(output_dir)
+    if setting or not found:
+        return
+    if overwrite:
+        if is_main_process():
+            for _, path in found:
+                shutil.rmtree(path, ignore_errors=True)
+        return
+    names = ", ".join(path.name for _, path in found[:3]) + (", ..." if len(found) > 3 else "")
+    raise FtcoreError(
+        f"output_dir {output_dir} holds checkpoints of an earlier run ({names}); continue that "
+        "run with resume_from_checkpoint: auto, or start over: overwrite_output_dir: true (or "
+        "--overwrite-output-dir) deletes them, or choose another output_dir"
+    )
 
 
 def rotate(output_dir: Path, keep: int | None) -> None:

@@ -8,6 +8,7 @@ markers work with every trainer.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,8 @@ class FtcoreTrainerMixin:
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self._get_output_dir(trial=trial))
         folder = run_dir / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            checkpoints.unmark(folder)  # a folder of the same name is being written over
         try:
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError) as error:
@@ -98,6 +101,10 @@ class FtcoreTrainerMixin:
             if failure is None:
                 raise
             raise failure from error
+        except KeyboardInterrupt:  # Ctrl-C in the middle of the save: no partial folder stays
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         self.accelerator.wait_for_everyone()  # every rank's files are written before the marker
         if self.args.should_save:
             checkpoints.mark_complete(folder, self.state.global_step)
