@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftcore.config import load_config
-from ftcore.errors import ConfigError
+from ftcore.errors import ConfigError, FtcoreError
 
 ALPHA_PLUGIN = """
 from pydantic import BaseModel, Field
@@ -341,17 +341,27 @@ def test_output_folders_that_cannot_be_written_are_named_before_the_run(tmp_path
     ]
 
 
-def test_local_models_and_data_that_do_not_exist_are_named_before_the_run(tmp_path):
-    missing = tmp_path / "nope"
-    with pytest.raises(ConfigError) as info:
-        load_config({"base_model": str(missing), "tokenizer_config": "org/tokenizer",
-                     "datasets": [{"path": "org/hub-dataset"}, {"path": "./data/rows.jsonl"},
-                                  {"path": str(missing)}]}, for_run=True)  # fmt: skip
-    assert [str(p) for p in info.value.problems] == [
-        f"base_model: no model folder at {missing}",
-        "datasets[1].path: file not found: ./data/rows.jsonl",
-        f"datasets[2].path: file not found: {missing}",
-    ]
+def test_settings_that_cancel_out_or_do_nothing_are_errors():
+    message = error_of({"base_model": "x", "adapter": "qlora", "model_init": "random",
+                        "save_steps": 5, "saves_per_epoch": 2, "eval_steps": 5,
+                        "evals_per_epoch": 1, "chat_template": "chatmll",
+                        "datasets": [{"path": "d", "chat_template": "{{ messages }}"}]})  # fmt: skip
+    assert "model_init: random weights are not quantized" in message
+    assert "saves_per_epoch: and save_steps are both set; choose one" in message
+    assert "evals_per_epoch: and eval_steps are both set; choose one" in message
+    assert (
+        "chat_template: unknown template name 'chatmll' (did you mean 'chatml'?); give a name "
+        "(chatml) or Jinja text" in message
+    )
+    assert "datasets[0]" not in message
+
+
+def test_a_key_given_twice_is_named_with_both_lines(tmp_path):
+    path = tmp_path / "twice.yml"
+    path.write_text("base_model: x\nlearning_rate: 1e-4\nseed: 1\nlearning_rate: 5\n")
+    with pytest.raises(FtcoreError, match=r"at line 4, column 1: key 'learning_rate' appears "
+                       r"twice \(lines 2 and 4\)"):  # fmt: skip
+        load_config(path)
 
 
 def test_lora_keys_without_an_adapter_are_an_error():

@@ -358,7 +358,7 @@ def test_cli_reports_bad_data_without_a_traceback_or_output(tmp_path, base_model
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1]
-        == f"  datasets[0].path: file not found: {tmp_path / 'missing.jsonl'}"
+        == f"dataset file not found: {tmp_path / 'missing.jsonl'}"
     )
     assert "Traceback" not in result.stderr
     assert not Path(cfg["output_dir"]).exists()

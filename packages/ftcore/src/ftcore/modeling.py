@@ -44,11 +44,12 @@ def load_tokenizer(cfg: Any) -> Any:
     """The tokenizer, with ``special_tokens``, ``tokens`` and ``chat_template`` applied."""
     from transformers import AutoTokenizer
 
+    key = "tokenizer_config" if cfg.tokenizer_config else "base_model"  # the key the user set
     name = _source(cfg.tokenizer_config or cfg.base_model, "tokenizer")
     tokenizer = _from_hub_or_path(
         AutoTokenizer.from_pretrained,
         name,
-        "tokenizer",
+        f"tokenizer ({key})",
         trust_remote_code=cfg.trust_remote_code,
         token=cfg.hf_token,
     )

@@ -88,6 +88,26 @@ def _name_problems(cfg: Any) -> list[Problem]:
     return problems
 
 
+def _chat_template_problems(cfg: Any) -> list[Problem]:
+    """A ``chat_template`` that is neither Jinja nor a known name (a misspelt ``chatml``)."""
+    from ftcore.modeling import NAMED_CHAT_TEMPLATES
+
+    places = [("chat_template", cfg.chat_template)] + [
+        (f"{key}[{index}].chat_template", ds.chat_template)
+        for key in ("datasets", "test_datasets")
+        for index, ds in enumerate(getattr(cfg, key))
+    ]
+    return [
+        Problem(
+            path,
+            f"unknown template name '{value}'{did_you_mean(value, NAMED_CHAT_TEMPLATES)}; give a "
+            f"name ({', '.join(NAMED_CHAT_TEMPLATES)}) or Jinja text",
+        )
+        for path, value in places
+        if value and value not in NAMED_CHAT_TEMPLATES and "{" not in value
+    ]
+
+
 def run_problems(cfg: Any) -> list[Problem]:
     """What a config needs before it can run (``ftcore validate`` and ``train`` check these)."""
     problems = []
@@ -99,21 +119,7 @@ def run_problems(cfg: Any) -> list[Problem]:
         value = getattr(cfg, key)
         if value and (problem := _folder_problem(value)):
             problems.append(Problem(key, problem))
-    for key in ("base_model", "base_model_config", "tokenizer_config"):
-        value = getattr(cfg, key)
-        if value and _names_a_path(value) and not Path(value).expanduser().exists():
-            problems.append(Problem(key, f"no model folder at {value}"))
-    for key in ("datasets", "test_datasets"):
-        for index, ds in enumerate(getattr(cfg, key)):
-            if _names_a_path(ds.path) and not Path(ds.path).expanduser().exists():
-                problems.append(Problem(f"{key}[{index}].path", f"file not found: {ds.path}"))
     return problems
-
-
-def _names_a_path(value: str) -> bool:
-    """Whether ``value`` can only be a local path (a hub id never starts so). Other relative paths
-    are left to the run: they may name a hub dataset, and validating them depends on the folder."""
-    return value.startswith((".", "/", "~"))
 
 
 def _folder_problem(value: str) -> str | None:
@@ -165,6 +171,20 @@ def core_problems(cfg: Any) -> list[Problem]:
                 "parameters); set lora_dropout: 0",
             )
         )
+    if (cfg.adapter == "qlora" or cfg.load_in_4bit or cfg.load_in_8bit) and (
+        cfg.model_init == "random"
+    ):
+        problems.append(
+            Problem(
+                "model_init",
+                "random weights are not quantized (adapter: qlora, load_in_4bit, load_in_8bit "
+                "quantize pretrained ones); use adapter: lora, or model_init: pretrained",
+            )
+        )
+    for steps, per_epoch in (("save_steps", "saves_per_epoch"), ("eval_steps", "evals_per_epoch")):
+        if getattr(cfg, steps) and getattr(cfg, per_epoch):
+            problems.append(Problem(per_epoch, f"and {steps} are both set; choose one"))
+    problems += _chat_template_problems(cfg)
     if cfg.adapter == "qlora" and cfg.load_in_8bit:
         problems.append(Problem("load_in_8bit", "adapter: qlora loads 4-bit weights; remove it"))
     return problems

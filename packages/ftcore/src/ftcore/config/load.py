@@ -42,6 +42,24 @@ class LoadedConfig:
         return yaml.safe_dump(self.redacted(), sort_keys=False, allow_unicode=True)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the
+    last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a mapping, with a clear error for a missing file or bad YAML."""
     path = Path(path)
@@ -51,7 +69,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             + ("" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)")
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except UnicodeDecodeError as exc:
         raise FtcoreError(
             f"config error in {path}\n  not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
