@@ -102,6 +102,14 @@ def test_a_line_that_is_not_utf8_is_pointed_at(tmp_path, tiny_tokenizer, name, l
     )
 
 
+def test_a_json_line_that_is_not_an_object_is_pointed_at(tmp_path, tiny_tokenizer):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n[1, 2]\n')
+    cfg = config(tmp_path, [{"path": str(path)}])
+    with pytest.raises(FtcoreError, match=r"line 3 is a JSON list, not an object of fields; fix"):
+        prepare_datasets(cfg, tiny_tokenizer)
+
+
 def test_an_empty_file_is_named(tmp_path, tiny_tokenizer):
     (tmp_path / "empty.jsonl").write_text("")
     cfg = config(tmp_path, [{"path": str(tmp_path / "empty.jsonl")}])

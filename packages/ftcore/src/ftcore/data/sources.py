@@ -72,18 +72,23 @@ def _check_utf8(path: Path) -> None:
 
 
 def _check_json_lines(path: Path) -> None:
-    """Point at the first line of a JSONL file that is not valid JSON."""
+    """Point at the first line of a JSONL file that is not a JSON object."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FtcoreError(
                     f"dataset {path}: line {number} is not valid JSON ({exc.msg} at column "
                     f"{exc.colno}); fix or remove that line"
                 ) from None
+            if not isinstance(row, dict):
+                raise FtcoreError(
+                    f"dataset {path}: line {number} is a JSON {type(row).__name__}, not an object "
+                    "of fields; fix or remove that line"
+                )
 
 
 def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
