@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ftcore.errors import FtcoreError
 from ftcore_moe_kernels.combine import combine_rows
 from ftcore_moe_kernels.grouped import grouped_linear, use_triton
 from ftcore_moe_kernels.grouped_lora import grouped_lora_linear
@@ -142,8 +143,6 @@ def check_scattermoe() -> None:
     """An error, before the model loads, where a CUDA GPU would run the Triton kernels and Triton
     is missing (it is a dependency on Linux only)."""
     import importlib.util
-
-    from ftcore.errors import FtcoreError
 
     if torch.cuda.is_available() and importlib.util.find_spec("triton") is None:
         raise FtcoreError(

@@ -12,6 +12,12 @@ class FtcoreError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem in a config: where it is (``datasets[0].type``) and what is wrong."""

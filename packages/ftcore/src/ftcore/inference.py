@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.data.strategies import ALPACA_PROMPT
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 from ftcore.saving import publish, staging_dir
 
 
@@ -46,29 +46,23 @@ def load_trained(cfg: Any, use_base: bool = False) -> tuple[Any, Any]:
                     f"({_first_mismatch(exc)}); set base_model to the model it was trained on"
                 ) from None
         else:
+            from safetensors import SafetensorError  # a truncated weights file
+
             try:
                 model = AutoModelForCausalLM.from_pretrained(str(output))
-            except (OSError, ValueError) as exc:
-                raise FtcoreError(_unreadable(output, exc)) from None
-            except Exception as exc:  # safetensors' own error for a truncated file
-                if type(exc).__name__ != "SafetensorError":
-                    raise
-                raise FtcoreError(_unreadable(output, exc)) from None
+            except (OSError, ValueError, SafetensorError) as exc:
+                raise FtcoreError(
+                    f"cannot load the model saved in {output} ({type(exc).__name__}: "
+                    f"{first_line(exc)}); the files are damaged or incomplete: train again, or "
+                    "point output_dir at a complete run"
+                ) from None
     return model.eval(), tokenizer
 
 
 def _first_mismatch(exc: Exception) -> str:
-    """The first ``size mismatch for ...`` line of torch's load error."""
+    """The last ``size mismatch for ...`` line of torch's load error."""
     lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
-    return lines[-1] if lines else str(exc).splitlines()[0]
-
-
-def _unreadable(output: Path, exc: Exception) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (
-        f"cannot load the model saved in {output} ({type(exc).__name__}: {reason}); the files are "
-        "damaged or incomplete: train again, or point output_dir at a complete run"
-    )
+    return lines[-1] if lines else first_line(exc)
 
 
 def _uses_chat(cfg: Any) -> bool:

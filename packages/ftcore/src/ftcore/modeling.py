@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 
 log = logging.getLogger("ftcore")
 
@@ -36,8 +36,7 @@ def _from_hub_or_path(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
     try:
         return loader(str(path) if path.exists() else name, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FtcoreError(f"could not load {what} '{name}': {first}") from exc
+        raise FtcoreError(f"could not load {what} '{name}': {first_line(exc)}") from exc
 
 
 def load_tokenizer(cfg: Any) -> Any:

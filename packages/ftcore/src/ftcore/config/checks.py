@@ -19,6 +19,8 @@ def _dataset_problems(cfg: Any) -> list[Problem]:
     problems = []
     for key in ("datasets", "test_datasets"):
         for index, ds in enumerate(getattr(cfg, key)):
+            if problem := _template_problem(f"{key}[{index}].chat_template", ds.chat_template):
+                problems.append(problem)
             path = f"{key}[{index}].type"
             methods = RL_DATASET_TYPES.get(ds.type)
             if cfg.rl and ds.type in BUILTIN_DATASET_TYPES:
@@ -88,24 +90,17 @@ def _name_problems(cfg: Any) -> list[Problem]:
     return problems
 
 
-def _chat_template_problems(cfg: Any) -> list[Problem]:
+def _template_problem(path: str, value: str | None) -> Problem | None:
     """A ``chat_template`` that is neither Jinja nor a known name (a misspelt ``chatml``)."""
     from ftcore.modeling import NAMED_CHAT_TEMPLATES
 
-    places = [("chat_template", cfg.chat_template)] + [
-        (f"{key}[{index}].chat_template", ds.chat_template)
-        for key in ("datasets", "test_datasets")
-        for index, ds in enumerate(getattr(cfg, key))
-    ]
-    return [
-        Problem(
-            path,
-            f"unknown template name '{value}'{did_you_mean(value, NAMED_CHAT_TEMPLATES)}; give a "
-            f"name ({', '.join(NAMED_CHAT_TEMPLATES)}) or Jinja text",
-        )
-        for path, value in places
-        if value and value not in NAMED_CHAT_TEMPLATES and "{" not in value
-    ]
+    if not value or value in NAMED_CHAT_TEMPLATES or "{" in value:
+        return None
+    return Problem(
+        path,
+        f"unknown template name '{value}'{did_you_mean(value, NAMED_CHAT_TEMPLATES)}; give a "
+        f"name ({', '.join(NAMED_CHAT_TEMPLATES)}) or Jinja text",
+    )
 
 
 def run_problems(cfg: Any) -> list[Problem]:
@@ -126,10 +121,12 @@ def _folder_problem(value: str) -> str | None:
     """Why ``value`` cannot be (or become) a folder ftcore writes into, or ``None``."""
     path = Path(value).expanduser()
     existing = next(p for p in (path, *path.parents) if p.exists())
-    if existing == path and path.is_file():
-        return f"{value} is a file; give a folder"
     if existing.is_file():
-        return f"{value}: {existing} is a file"
+        return (
+            f"{value} is a file; give a folder"
+            if existing == path
+            else f"{value}: {existing} is a file"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{value}: {existing} is not writable for this user; give a folder you can write to"
     return None
@@ -184,7 +181,8 @@ def core_problems(cfg: Any) -> list[Problem]:
     for steps, per_epoch in (("save_steps", "saves_per_epoch"), ("eval_steps", "evals_per_epoch")):
         if getattr(cfg, steps) and getattr(cfg, per_epoch):
             problems.append(Problem(per_epoch, f"and {steps} are both set; choose one"))
-    problems += _chat_template_problems(cfg)
+    if problem := _template_problem("chat_template", cfg.chat_template):
+        problems.append(problem)
     if cfg.adapter == "qlora" and cfg.load_in_8bit:
         problems.append(Problem("load_in_8bit", "adapter: qlora loads 4-bit weights; remove it"))
     return problems

@@ -13,8 +13,9 @@ from ftcore.errors import Problem
 def keys_of_unlisted_plugins(active: set[str]) -> dict[str, str]:
     """``key -> plugin name`` for the config keys of installed plugins not in ``active``."""
     owners: dict[str, str] = {}
+    skipped = active | blocked_names()
     for name, claims in installed_plugins().items():
-        if name in active or name in blocked_names() or len(claims) != 1:
+        if name in skipped or len(claims) != 1:
             continue
         try:
             plugin = load_installed(claims[0]).obj
@@ -29,17 +30,20 @@ def keys_of_unlisted_plugins(active: set[str]) -> dict[str, str]:
 def name_unlisted_owners(problems: list[Problem], active: set[str]) -> list[Problem]:
     """``problems`` with each unknown top-level key of an installed plugin named as that
     plugin's, and how to turn it on."""
-    unknown = [p for p in problems if p.message.startswith("unknown key") and p.path.isidentifier()]
-    if not unknown:
+    if not any(_is_unknown_key(problem) for problem in problems):
         return problems
     owners = keys_of_unlisted_plugins(active)
-    named: dict[int, Problem] = {}
-    for problem in unknown:
-        if problem.path in owners:
-            plugin = owners[problem.path]
-            named[id(problem)] = Problem(
-                problem.path,
-                f"unknown key: it belongs to the installed plugin '{plugin}', which is not "
-                f"active; add {plugin} to plugins",
-            )
-    return [named.get(id(problem), problem) for problem in problems]
+    return [
+        Problem(
+            problem.path,
+            f"unknown key: it belongs to the installed plugin '{owners[problem.path]}', which is "
+            f"not active; add {owners[problem.path]} to plugins",
+        )
+        if _is_unknown_key(problem) and problem.path in owners
+        else problem
+        for problem in problems
+    ]
+
+
+def _is_unknown_key(problem: Problem) -> bool:
+    return problem.message.startswith("unknown key") and problem.path.isidentifier()

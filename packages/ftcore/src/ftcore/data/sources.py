@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.config.schema import DatasetConfig
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 
 _FORMATS = {
     ".json": "json",
@@ -144,5 +144,4 @@ def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
     except FtcoreError:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FtcoreError(f"could not read dataset {ds.path}: {reason}") from exc
+        raise FtcoreError(f"could not read dataset {ds.path}: {first_line(exc)}") from exc

@@ -87,16 +87,12 @@ def resolve_resume(setting: str | None, output_dir: Path) -> str | None:
     path = Path(setting).expanduser()
     if not path.is_dir():
         raise FtcoreError(f"resume_from_checkpoint: no checkpoint folder at {setting}")
-    if (
-        not is_complete(path)
-        and not (path / "trainer_state.json").is_file()
-        and not any(path.glob("*.safetensors"))
-    ):
-        raise FtcoreError(
-            f"resume_from_checkpoint: {setting} is not a checkpoint folder (no trainer_state.json, "
-            "no weights); give a checkpoint-N folder of output_dir, or auto"
-        )
     if not is_complete(path):
+        if not (path / "trainer_state.json").is_file() and not any(path.glob("*.safetensors")):
+            raise FtcoreError(
+                f"resume_from_checkpoint: {setting} is not a checkpoint folder (no "
+                "trainer_state.json, no weights); give a checkpoint-N folder of output_dir, or auto"
+            )
         raise FtcoreError(
             f"resume_from_checkpoint: {setting} is incomplete (no {MARKER}: the save was "
             "interrupted); use resume_from_checkpoint: auto to take the newest complete one"
