@@ -12,7 +12,8 @@ of its own (Liger patches transformers process-wide, so variants must not share 
 against the first variant, measured in the same run. Every step is CUDA-synchronised and timed
 after the warm-up; ``--profile`` adds the GPU kernels of the last warm-up step (not for ``plain``,
 which has no Trainer callbacks). A variant that fails is recorded with its error and the run goes
-on. Result: benchmarks/results/<scenario>-<variants>-<date>.json
+on; one that a time limit cuts off is recorded as unfinished.
+Result: benchmarks/results/<scenario>-<variants>-<date>.json
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: What a variant's entry says until it finishes: a run stopped by a time limit shows where.
+UNFINISHED = "unfinished: the run was stopped during this variant"
 
 SCENARIOS = {
     "dense-1b": {
@@ -210,7 +213,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = make_model(work / "model", scenario["model"])
-        for name in names:  # the file is rewritten after each variant: a cut-off run keeps its part
+        # the file is rewritten around each variant: a cut-off run keeps its part
+        for name in names:
+            results[name] = {"error": UNFINISHED}
+            out.write_text(json.dumps(report(args, scenario, names, results), indent=2))
             try:
                 results[name] = run(name, base, scenario, args, work)
             except (subprocess.CalledProcessError, OSError, json.JSONDecodeError) as error:
@@ -238,7 +244,7 @@ def _ratio(value: float | None) -> str:
 
 def tuning_settings() -> dict[str, str]:
     """The environment settings that change what the kernels do."""
-    prefixes = ("FTCORE_", "LIGER_", "TRITON_CACHE")
+    prefixes = ("FTCORE_", "LIGER_", "TRITON_CACHE", "QUACK_")
     return {name: value for name, value in os.environ.items() if name.startswith(prefixes)}
 
 
