@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -217,8 +218,11 @@ def main() -> None:
         for name in names:
             results[name] = {"error": UNFINISHED}
             out.write_text(json.dumps(report(args, scenario, names, results), indent=2))
+            started = time.perf_counter()
             try:
                 results[name] = run(name, base, scenario, args, work)
+                # the whole process (start, model build, steps): what a device call must plan for
+                results[name]["wall_s"] = round(time.perf_counter() - started, 1)
             except (subprocess.CalledProcessError, OSError, json.JSONDecodeError) as error:
                 print(f"variant {name} failed: {error}", file=sys.stderr)
                 results[name] = {"error": str(error)}

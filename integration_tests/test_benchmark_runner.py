@@ -19,6 +19,7 @@ def test_tiny_scenario_writes_ratios_against_the_first_variant(tmp_path):
     entry = json.loads(result.read_text())["results"]["ftcore"]
     assert entry["steps_timed"] == 2
     assert entry["tokens_per_s"] > 0 and entry["tokens_per_s_ratio"] == 1.0
+    assert entry["wall_s"] > 0
 
 
 def test_a_variant_cut_off_is_recorded_as_unfinished(tmp_path, monkeypatch):
