@@ -506,6 +506,27 @@ def test_added_tokens_resize_the_embeddings_and_checkpointing_trains(tmp_path, b
     assert tokenizer.convert_tokens_to_ids("<extra_29>") == 132
 
 
+def test_lora_on_moe_experts_attaches_without_peft_s_false_pattern_warning(tmp_path, base_model):
+    import warnings
+
+    from ftcore.modeling import attach_adapter
+    from ftcore.testing import build_tiny_model
+
+    experts = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+    cfg = load_config(run_config(tmp_path, base_model, adapter="lora", lora_r=4, lora_alpha=8,
+                                 lora_target_linear=True, lora_target_parameters=experts)).cfg  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = attach_adapter(cfg, build_tiny_model("qwen3_moe"))
+    assert not [w for w in caught if "_pattern keys" in str(w.message)]
+    # the pattern was applied: peft gives the fused gate/up projection twice the rank
+    parameters = dict(model.named_parameters())
+    experts = "base_model.model.model.layers.0.mlp.experts"
+    rows = model.config.num_experts  # lora_A of all experts stacked: experts x rank rows
+    assert parameters[f"{experts}.base_layer.lora_A.default.weight"].shape[0] == rows * 8  # gate_up
+    assert parameters[f"{experts}.lora_A.default.weight"].shape[0] == rows * 4  # down
+
+
 def test_lora_on_a_random_init_model_reloads_the_same_base(tmp_path, base_model):
     from ftcore.inference import load_trained
 

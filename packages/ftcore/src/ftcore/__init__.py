@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 hookimpl = pluggy.HookimplMarker("ftcore")
 """Marker for hook implementations: ``@hookimpl def ftcore_configure(cfg): ...``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,14 @@ def attach_adapter(cfg: Any, model: Any) -> Any:
         task_type="CAUSAL_LM",
     )
     try:
-        model = get_peft_model(model, lora)
+        with warnings.catch_warnings():
+            # peft sets these patterns itself when it fuses gate/up LoRA of MoE experts (double
+            # rank and alpha on gate_up_proj), applies them, then checks them against modules
+            # only and calls them ignored. ftcore sets no pattern, so the warning is always false.
+            warnings.filterwarnings(
+                "ignore", r"The following (rank|alpha)_pattern keys did not match", RuntimeWarning
+            )
+            model = get_peft_model(model, lora)
     except ValueError as exc:
         raise FtcoreError(f"cannot attach LoRA: {exc}") from exc
     if cfg.gradient_checkpointing:
