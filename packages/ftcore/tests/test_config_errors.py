@@ -53,6 +53,34 @@ def test_unknown_key_suggests_the_closest_key():
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("lr", "learning_rate"),
+        ("model_name_or_path", "base_model"),
+        ("per_device_train_batch_size", "micro_batch_size"),
+        ("max_seq_length", "sequence_len"),
+        ("flash_attention", "attn_implementation: flash_attention_2"),
+    ],
+)
+def test_another_tool_s_name_for_a_key_gets_ftcore_s_name(key, hint):
+    # spelling alone would suggest nothing, or a wrong key (model -> model_init)
+    assert (
+        error_of({key: 1})
+        == f"config error in <config>\n  {key}: unknown key (did you mean '{hint}'?)"
+    )
+
+
+def test_other_tools_names_lead_to_keys_that_exist():
+    from ftcore.config.names import OTHER_TOOLS_KEYS
+    from ftcore.config.schema import CoreConfig
+
+    assert not set(OTHER_TOOLS_KEYS) & set(CoreConfig.model_fields)
+    assert {hint.split(":")[0] for hint in OTHER_TOOLS_KEYS.values()} <= set(
+        CoreConfig.model_fields
+    )
+
+
 def test_unknown_nested_key_names_its_path():
     message = error_of({"datasets": [{"path": "a.jsonl", "feild": "text"}]})
     assert message == (

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ftcore.config.names import OTHER_TOOLS_KEYS
 from ftcore.config.redact import is_secret_key
 from ftcore.errors import Problem
 from ftcore.suggest import did_you_mean as suggest
@@ -101,6 +102,14 @@ def _expected(error: dict[str, Any]) -> str:
     return ""
 
 
+def _key_hint(key: Any, candidates: Any) -> str:
+    """What ftcore calls a key another tool names ``key``, else the closest of ``candidates``."""
+    known = OTHER_TOOLS_KEYS.get(key)
+    if known is not None and known.split(":")[0] in candidates:
+        return f" (did you mean '{known}'?)"
+    return suggest(key, candidates)
+
+
 def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key: Any) -> str:
     first = errors[0]
     kind = first["type"]
@@ -109,7 +118,7 @@ def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key:
         given = _Masked()
     if kind == "extra_forbidden":
         candidates = holder.model_fields if holder is not None else []
-        return "unknown key" + suggest(key, candidates)
+        return "unknown key" + _key_hint(key, candidates)
     if kind == "missing":
         return "required key is missing"
     expected = [text for text in (_expected(error) for error in errors) if text]

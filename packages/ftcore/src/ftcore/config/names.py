@@ -1,4 +1,5 @@
-"""Optimizer, scheduler and tracker names of ``transformers`` (checked without importing it).
+"""Optimizer, scheduler and tracker names of ``transformers`` (checked without importing it), and
+the names other fine-tuning tools give ftcore's keys.
 
 ``tests/test_names.py`` fails when the installed transformers adds or drops a name.
 """
@@ -25,3 +26,30 @@ TRACKERS = (
     "azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte", "kubeflow",
     "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb",
 )  # fmt: skip
+
+#: Keys of transformers' TrainingArguments, TRL, Axolotl and LLaMA-Factory that spelling alone does
+#: not lead to ftcore's name: an unknown key found here is answered with what ftcore calls it.
+OTHER_TOOLS_KEYS = {
+    "model": "base_model",
+    "model_name": "base_model",
+    "model_name_or_path": "base_model",
+    "model_id": "base_model",
+    "lr": "learning_rate",
+    "batch_size": "micro_batch_size",
+    "train_batch_size": "micro_batch_size",
+    "per_device_train_batch_size": "micro_batch_size",
+    "per_device_eval_batch_size": "eval_batch_size",
+    "epochs": "num_epochs",
+    "num_train_epochs": "num_epochs",
+    "max_seq_length": "sequence_len",
+    "max_seq_len": "sequence_len",
+    "max_length": "sequence_len",
+    "seq_len": "sequence_len",
+    "cutoff_len": "sequence_len",
+    "optim": "optimizer",
+    "lr_scheduler_type": "lr_scheduler",
+    "flash_attention": "attn_implementation: flash_attention_2",
+    "sdp_attention": "attn_implementation: sdpa",
+    "flex_attention": "attn_implementation: flex_attention",
+    "wandb_project": "report_to: [wandb]",  # the project comes from WANDB_PROJECT
+}
