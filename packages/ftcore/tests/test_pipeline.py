@@ -245,6 +245,17 @@ def test_lora_saves_an_adapter_that_merges_into_the_same_model(tmp_path, base_mo
         )
 
 
+def test_resuming_with_other_trained_parameters_says_so(tmp_path, base_model):
+    first = run_config(tmp_path, base_model, max_steps=1, save_steps=1,
+                       unfrozen_parameters=[r"lm_head\."])  # fmt: skip
+    train(load_config(first))
+    resumed = {**first, "max_steps": 2, "resume_from_checkpoint": "auto",
+               "unfrozen_parameters": [r"lm_head\.", r"embed_tokens\."]}  # fmt: skip
+    # torch's ValueError about parameter groups, without this, names no setting
+    with pytest.raises(FtcoreError, match="was trained with another set of trained parameters"):
+        train(load_config(resumed))
+
+
 def test_unfrozen_parameters_train_only_what_matches(tmp_path, base_model):
     cfg = run_config(tmp_path, base_model, max_steps=2, unfrozen_parameters=[r"lm_head\."])
     train(load_config(cfg))

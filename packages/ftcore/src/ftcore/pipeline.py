@@ -130,7 +130,11 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.manifest import MANIFEST_NAME, build_manifest, write_json_atomically
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
-    from ftcore.training.checkpoints import clear_earlier_run, resolve_resume
+    from ftcore.training.checkpoints import (
+        clear_earlier_run,
+        other_parameters_error,
+        resolve_resume,
+    )
     from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
 
     _quiet_other_ranks()
@@ -180,7 +184,12 @@ def _train(loaded: Any) -> dict[str, Any]:
 
     if resume:
         log.info("ftcore: resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except ValueError as error:
+        if resume and (explained := other_parameters_error(error, resume)):
+            raise explained from None
+        raise
     metrics = dict(result.metrics)
     if eval_set is not None:
         metrics.update(trainer.evaluate())

@@ -100,6 +100,27 @@ def resolve_resume(setting: str | None, output_dir: Path) -> str | None:
     return str(path)
 
 
+#: torch's words when a checkpoint's optimizer state has other parameters than the optimizer.
+_OTHER_PARAMETERS = (
+    "doesn't match the size of optimizer's group",
+    "different number of parameter groups",
+)
+
+
+def other_parameters_error(error: BaseException, resume: str) -> FtcoreError | None:
+    """What to tell the user when resuming ``resume`` failed because the run now trains other
+    parameters than the checkpoint's optimizer state holds, else ``None``."""
+    if not isinstance(error, ValueError) or not any(t in str(error) for t in _OTHER_PARAMETERS):
+        return None
+    return FtcoreError(
+        f"resume_from_checkpoint: {resume} was trained with another set of trained parameters "
+        "(its optimizer state does not fit this run's): the config now selects others "
+        "(unfrozen_parameters, spectrum's selection, LoRA targets or rank). Resume with the "
+        "settings of that run, or start a new one (no resume_from_checkpoint; "
+        "overwrite_output_dir: true)"
+    )
+
+
 def clear_earlier_run(setting: str | None, output_dir: Path, overwrite: bool) -> None:
     """Before a new run (no ``resume_from_checkpoint``) in ``output_dir``: delete an earlier run's
     checkpoints with ``overwrite``, else refuse. Beside them, rotation would keep the earlier run's
