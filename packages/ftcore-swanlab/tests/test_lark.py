@@ -41,3 +41,9 @@ def test_an_erroring_or_hanging_webhook_never_raises(caplog):
         assert LarkNotifier(server.url, None, timeout=0.5).send("x") is False
         assert time.perf_counter() - start < 3
     assert all("t0k3n" not in message for message in caplog.messages)  # the URL is a secret
+
+
+def test_an_address_without_a_scheme_never_raises_nor_shows_its_token(caplog):
+    url = "open.feishu.cn/open-apis/bot/v2/hook/t0k3n"
+    assert LarkNotifier(url, "s").send("x") is False
+    assert caplog.messages and all("t0k3n" not in message for message in caplog.messages)

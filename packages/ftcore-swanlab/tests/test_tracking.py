@@ -67,6 +67,14 @@ def test_defaults_and_validation():
     assert "(did you mean 'offline'?)" in str(info.value)
 
 
+def test_a_webhook_address_without_a_scheme_is_a_config_error_that_hides_it():
+    with pytest.raises(ConfigError) as info:
+        load_config({"plugins": ["swanlab"], "swanlab_project": "p", "swanlab_mode": "offline",
+                     "swanlab_lark_webhook_url": "open.feishu.cn/open-apis/bot/v2/hook/t0k3n"})  # fmt: skip
+    assert "swanlab_lark_webhook_url: must be an http(s):// address" in str(info.value)
+    assert "t0k3n" not in str(info.value)
+
+
 def test_cloud_without_a_key_and_lark_without_a_secret_warn(caplog, monkeypatch):
     monkeypatch.delenv("SWANLAB_API_KEY", raising=False)
     with caplog.at_level(logging.WARNING, logger="ftcore"):

@@ -31,6 +31,13 @@ def payload(text: str, secret: str | None, timestamp: int | None = None) -> dict
     return body
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook address, without repeating it (it holds a token)."""
+    if not url.startswith(("https://", "http://")):
+        return "must be an http(s):// address (Lark's start with https://open.feishu.cn/)"
+    return None
+
+
 class LarkNotifier:
     def __init__(self, webhook_url: str, secret: str | None = None, timeout: float = 5.0):
         self.webhook_url = webhook_url
@@ -40,10 +47,10 @@ class LarkNotifier:
     def send(self, text: str) -> bool:
         """POST one text message; True when Lark accepted it. Never raises."""
         data = json.dumps(payload(text, self.secret)).encode()
-        request = urllib.request.Request(
-            self.webhook_url, data=data, headers={"Content-Type": "application/json"}
-        )
         try:
+            request = urllib.request.Request(
+                self.webhook_url, data=data, headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.loads(response.read() or b"{}")
             if answer.get("code", 0) not in (0, None):
@@ -52,8 +59,8 @@ class LarkNotifier:
             return True
         except Exception as exc:  # any failure of the webhook: log it, never stop training
             # The URL itself is a secret: say what failed, not where.
-            reason = (
-                getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
-            )
+            reason = getattr(exc, "reason", None) or getattr(exc, "code", None)
+            if not isinstance(reason, (str, int)) or self.webhook_url in str(reason):
+                reason = type(exc).__name__
             log.warning("ftcore: the Lark notification failed (%s); training goes on", reason)
             return False

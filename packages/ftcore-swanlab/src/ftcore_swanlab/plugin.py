@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore import hookimpl
+from ftcore_swanlab.lark import url_problem
 
 log = logging.getLogger("ftcore")
 
@@ -53,14 +54,19 @@ class SwanLabPlugin:
 
     @hookimpl
     def ftcore_validate_config(self, cfg):
-        """A tracked run needs a project with a name."""
+        """A tracked run needs a project with a name; a Lark webhook needs an http(s) address."""
         if not cfg.use_swanlab:
             return None
+        problems = []
         if cfg.swanlab_project is None:
-            return [("swanlab_project", "required when use_swanlab is true: name the project")]
-        if not cfg.swanlab_project.strip():
-            return [("swanlab_project", "must not be empty")]
-        return None
+            problems.append(
+                ("swanlab_project", "required when use_swanlab is true: name the project")
+            )
+        elif not cfg.swanlab_project.strip():
+            problems.append(("swanlab_project", "must not be empty"))
+        if cfg.swanlab_lark_webhook_url and (problem := url_problem(cfg.swanlab_lark_webhook_url)):
+            problems.append(("swanlab_lark_webhook_url", problem))
+        return problems or None
 
     @hookimpl
     def ftcore_configure(self, cfg):
