@@ -45,6 +45,13 @@ def test_defaults_and_the_swapped_values_of_the_axolotl_example():
     assert "the two look swapped" in str(info.value)
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_an_amplification_that_is_not_finite_is_rejected(value):
+    # inf passed validation and trained a model of NaN weights, reported as a success
+    with pytest.raises(ConfigError, match="grokfast_lamb: must be a finite number"):
+        load_config({"plugins": ["grokfast"], "grokfast_lamb": value})
+
+
 def test_the_filter_runs_once_per_update_with_gradient_accumulation(
     tmp_path, base_model, monkeypatch
 ):

@@ -10,11 +10,13 @@ class GrokfastArgs(BaseModel):
         0.98,
         ge=0.0,
         lt=1.0,
+        allow_inf_nan=False,
         description="EMA momentum of the slow-gradient filter: mu = alpha * mu + (1 - alpha) * g.",
     )
     grokfast_lamb: float = Field(
         2.0,
         ge=0.0,
+        allow_inf_nan=False,  # inf turns every filtered gradient into NaN
         description="Amplification of the slow gradient: g = g + lamb * mu.",
     )
 
