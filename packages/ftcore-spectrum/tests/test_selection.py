@@ -145,6 +145,43 @@ def test_a_file_for_another_model_is_refused(tmp_path, base_model):
         train(load_config(run_config(tmp_path, base_model, spectrum_snr_file=str(path))))
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not JSON"),
+        ("[1, 2, 3]", "is not a Spectrum SNR file"),
+        ('{"model.layers.0.mlp.up_proj": {"snr": "high", "type": "mlp.up_proj"}}',
+         "the snr of model.layers.0.mlp.up_proj is 'high', not a number"),
+    ],
+)  # fmt: skip
+def test_an_unusable_snr_file_is_a_config_error(tmp_path, base_model, text, problem):
+    path = tmp_path / "snr.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(run_config(tmp_path, base_model, spectrum_snr_file=str(path)))
+    (line,) = [line for line in str(info.value).splitlines() if "spectrum_snr_file" in line]
+    assert line.startswith(f"  spectrum_snr_file: {path}") and problem in line
+
+
+def test_a_matrix_without_a_number_for_its_snr_ranks_last():
+    results = {
+        "model.layers.0.mlp.up_proj": {"snr": float("nan"), "type": "mlp.up_proj"},
+        "model.layers.1.mlp.up_proj": {"snr": 0.5, "type": "mlp.up_proj"},
+    }
+    assert select_modules(results, 0.5) == ["model.layers.1.mlp.up_proj"]
+
+
+def test_resuming_with_another_selection_says_so(tmp_path, base_model, cache_dir):
+    first = run_config(tmp_path, base_model, max_steps=1, save_steps=1, spectrum_top_fraction=0.5)
+    train(load_config(first))
+    resumed = {**first, "max_steps": 2, "resume_from_checkpoint": "auto",
+               "spectrum_top_fraction": 1.0}  # fmt: skip
+    with pytest.raises(FtcoreError, match="was trained with another set of trained parameters"):
+        train(load_config(resumed))
+
+
 def test_spectrum_with_an_adapter_is_a_config_error(tmp_path, base_model):
     with pytest.raises(ConfigError, match="adapter: spectrum trains a subset of the full model"):
         load_config(run_config(tmp_path, base_model, adapter="lora"))

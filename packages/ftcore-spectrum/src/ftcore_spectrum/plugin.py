@@ -19,7 +19,8 @@ def ftcore_config_schema():
 
 @hookimpl
 def ftcore_validate_config(cfg):
-    """Spectrum chooses the trained parameters itself: not with an adapter or a hand-made list."""
+    """Spectrum chooses the trained parameters itself: not with an adapter or a hand-made list;
+    a given SNR file must read as one."""
     problems = []
     if cfg.adapter:
         problems.append(
@@ -32,6 +33,13 @@ def ftcore_validate_config(cfg):
         problems.append(
             ("unfrozen_parameters", "spectrum sets the trained parameters; remove this key")
         )
+    if cfg.spectrum_snr_file:
+        from ftcore_spectrum.selection import NotAnSnrFile, read_results
+
+        try:
+            read_results(cfg.spectrum_snr_file)
+        except NotAnSnrFile as error:
+            problems.append(("spectrum_snr_file", f"{error} (`ftcore spectrum scan` makes one)"))
     return problems
 
 

@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ftcore.errors import FtcoreError
 from ftcore_spectrum.selection import (
+    NotAnSnrFile,
     cache_file,
     linear_weights,
     read_results,
@@ -52,10 +54,16 @@ def scan_model(model: Any, show_progress: bool = True) -> dict[str, dict[str, An
 def snr_results(cfg: Any, model: Any) -> tuple[dict[str, dict[str, Any]], str]:
     """The SNR results for ``cfg``: the given file, the cache, or a fresh scan (then cached)."""
     if cfg.spectrum_snr_file:
-        return read_results(cfg.spectrum_snr_file), f"file {cfg.spectrum_snr_file}"
+        try:
+            return read_results(cfg.spectrum_snr_file), f"file {cfg.spectrum_snr_file}"
+        except NotAnSnrFile as error:
+            raise FtcoreError(f"spectrum_snr_file: {error}") from None
     cached = cache_file(model_name(cfg))
     if cached.is_file():
-        return read_results(cached), f"cache {cached}"
+        try:
+            return read_results(cached), f"cache {cached}"
+        except NotAnSnrFile as error:  # a damaged cache costs a scan, not the run
+            log.warning("ftcore: spectrum's cache is unusable (%s); scanning again", error)
     results = scan_model(model)
     write_results(cached, results)
     return results, f"a scan (cached in {cached})"
@@ -70,8 +78,6 @@ def layer_results(
     options and the norm rule, not by ranking. Results that name none of this model's matrices, or
     miss some, were made for another model.
     """
-    from ftcore.errors import FtcoreError
-
     names = {name for name, _ in linear_weights(model)}
     found = {name: entry for name, entry in results.items() if name in names}
     missing = sorted(names - set(found))

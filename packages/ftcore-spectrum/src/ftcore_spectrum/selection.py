@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -36,7 +37,9 @@ def select_modules(results: dict[str, dict[str, Any]], top_fraction: float) -> l
     """The modules to train: per type, the highest-SNR ``top_fraction`` (at least one)."""
     by_type: dict[str, list[tuple[float, str]]] = {}
     for name, entry in results.items():
-        by_type.setdefault(entry["type"], []).append((float(entry["snr"]), name))
+        snr = float(entry["snr"])
+        # NaN (a matrix without signal, e.g. all zeros) ranks last; it would sort anywhere
+        by_type.setdefault(entry["type"], []).append((-math.inf if math.isnan(snr) else snr, name))
     chosen = []
     for entries in by_type.values():
         entries.sort(key=lambda item: (-item[0], item[1]))
@@ -65,13 +68,31 @@ def cache_file(model_name: str) -> Path:
     return root / "spectrum" / f"snr_results_{slug(model_name)}.json"
 
 
+class NotAnSnrFile(ValueError):
+    """A file that cannot be read as Spectrum SNR results; the message says why."""
+
+
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
-    data = json.loads(Path(path).read_text())
+    """Spectrum's JSON at ``path``, checked; :class:`NotAnSnrFile` says what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotAnSnrFile(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise NotAnSnrFile(f"cannot read {path}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise NotAnSnrFile(f"{path} is not JSON ({error})") from None
     # Spectrum's files also list embeddings, norms and the head, sometimes with Infinity.
-    if not isinstance(data, dict) or not all(
-        isinstance(v, dict) and "snr" in v and "type" in v for v in data.values()
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(v, dict) and "snr" in v and "type" in v for v in data.values())
     ):
-        raise ValueError(f"{path} is not a Spectrum SNR file ({{module: {{snr, type}}}})")
+        raise NotAnSnrFile(f"{path} is not a Spectrum SNR file ({{module: {{snr, type}}}})")
+    for module, entry in data.items():
+        snr = entry["snr"]
+        if isinstance(snr, bool) or not isinstance(snr, int | float):
+            raise NotAnSnrFile(f"{path}: the snr of {module} is {snr!r}, not a number")
     return data
 
 
