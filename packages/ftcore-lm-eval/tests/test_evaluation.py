@@ -64,6 +64,77 @@ def test_relative_data_paths_become_absolute(tmp_path):
     assert str((TASKS / "data" / "add_mc.jsonl").resolve()) in rewritten
 
 
+def test_a_missing_relative_data_file_is_named_where_the_yaml_puts_it(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    text = (TASKS / "add_mc.yaml").read_text().replace("data/add_mc.jsonl", "data/missing.jsonl")
+    (folder / "add_mc.yaml").write_text(text)
+    rewritten = (prepare_include_path(folder) / "add_mc.yaml").read_text()
+    assert str((folder / "data" / "missing.jsonl").resolve()) in rewritten
+
+
+def broken_task_folder(tmp_path: Path, change: tuple[str, str]) -> Path:
+    """A copy of the test tasks with one line of add_mc.yaml changed."""
+    import shutil
+
+    folder = tmp_path / "broken-tasks"
+    shutil.copytree(TASKS, folder)
+    text = (folder / "add_mc.yaml").read_text()
+    assert change[0] in text
+    (folder / "add_mc.yaml").write_text(text.replace(*change))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (('"{{question}}"', '"{{nosuchfield}}"'), "UndefinedError: 'nosuchfield' is undefined"),
+        (('"{{question}}"', "!function utils.doc_to_text"), "ImportError"),
+    ],
+)
+def test_a_broken_task_is_one_message_that_names_its_folder(tmp_path, base_model, change, problem):
+    folder = broken_task_folder(tmp_path, change)
+    cfg = run_config(tmp_path, base_model, lm_eval_tasks=["toy_add_mc"], lm_eval_limit=2,
+                     lm_eval_include_path=str(folder))  # fmt: skip
+    with pytest.raises(FtcoreError) as info:
+        run_evaluation(load_config(cfg).cfg)
+    message = str(info.value)
+    assert message.startswith("lm-eval could not evaluate toy_add_mc: ") and problem in message
+    assert message.endswith(f"check these tasks' YAML in {folder}")
+    assert "ftcore-lm-eval-tasks-" not in message  # not ftcore's temporary copy
+
+
+def test_after_training_a_failed_evaluation_says_the_model_is_saved(tmp_path, base_model):
+    folder = broken_task_folder(tmp_path, ('"{{question}}"', '"{{nosuchfield}}"'))
+    cfg = run_config(tmp_path, base_model, num_epochs=1, lm_eval_tasks=["toy_add_mc"],
+                     lm_eval_limit=2, lm_eval_include_path=str(folder))  # fmt: skip
+    with pytest.raises(FtcoreError, match="Training finished and the model is saved in"):
+        train(load_config(cfg))
+    assert (Path(cfg["output_dir"]) / "model.safetensors").is_file()
+
+
+def test_bad_devices_and_a_missing_model_folder_are_clear_errors(tmp_path, base_model):
+    import torch
+
+    with pytest.raises(ConfigError, match="lm_eval_device: expected cpu, cuda, cuda:N or mps"):
+        load_config(run_config(tmp_path, base_model, lm_eval_device="gpu7"))
+    cfg = run_config(tmp_path, base_model, lm_eval_model=str(tmp_path / "no-model"))
+    with pytest.raises(FtcoreError, match="lm_eval_model: no model folder at"):
+        run_evaluation(load_config(cfg).cfg)
+    if not torch.cuda.is_available():
+        cfg = run_config(tmp_path, base_model, lm_eval_device="cuda")
+        with pytest.raises(FtcoreError, match="lm_eval_device: cuda, but no CUDA GPU is visible"):
+            run_evaluation(load_config(cfg).cfg)
+
+
+def test_no_tasks_warns_that_nothing_is_evaluated(tmp_path, base_model, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        load_config(run_config(tmp_path, base_model, lm_eval_tasks=[]))
+    assert any("lm_eval_tasks is empty, so nothing is evaluated" in m for m in caplog.messages)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, base_model):
     tmp_path = tmp_path_factory.mktemp("run")
@@ -133,6 +204,11 @@ def test_a_missing_or_unreadable_task_folder_is_a_clear_error(tmp_path, base_mod
     (broken / "bad.yaml").write_text("task: [unclosed\n")
     with pytest.raises(FtcoreError, match="cannot read task folder"):
         prepare_include_path(broken)
+    with pytest.raises(ConfigError) as info:  # validate finds it, and names the file
+        load_config(run_config(tmp_path, base_model, lm_eval_include_path=str(broken)))
+    assert f"lm_eval_include_path: {broken / 'bad.yaml'} is not a readable task YAML" in str(
+        info.value
+    )
 
 
 def test_bad_task_specs_are_config_errors(tmp_path, base_model):

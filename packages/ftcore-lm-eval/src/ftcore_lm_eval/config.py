@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, Field, field_validator
 
 _TASK = re.compile(r"^[^:\s]+(:\d+)?$")
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 class LMEvalArgs(BaseModel):
@@ -36,6 +37,13 @@ class LMEvalArgs(BaseModel):
     lm_eval_device: str | None = Field(
         None, description="Device to evaluate on (default: `cuda` when available, else `cpu`)."
     )
+
+    @field_validator("lm_eval_device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is not None and not _DEVICE.match(value):
+            raise ValueError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
 
     @field_validator("lm_eval_tasks")
     @classmethod

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 from ftcore_lm_eval.tasks import group_by_fewshot, prepare_include_path, task_manager
 
 log = logging.getLogger("ftcore")
@@ -60,12 +60,18 @@ def load_for_eval(cfg: Any) -> tuple[Any, Any, str]:
     import torch
 
     device = cfg.lm_eval_device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FtcoreError(
+            f"lm_eval_device: {device}, but no CUDA GPU is visible here; use cpu or leave it unset"
+        )
     return model.to(device=device, dtype=_eval_dtype(cfg)).eval(), tokenizer, description
 
 
 def _load_named(source: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
+        raise FtcoreError(f"lm_eval_model: no model folder at {source}")
     try:
         if (Path(source) / "adapter_config.json").is_file():
             from peft import AutoPeftModelForCausalLM
@@ -87,7 +93,9 @@ def _trained_with_bos(cfg: Any, tokenizer: Any) -> bool:
 def _summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {
         task: {
-            k: v for k, v in metrics.items() if isinstance(v, int | float) and "_stderr" not in k
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and "_stderr" not in k and k != "sample_len"
         }
         for task, metrics in results.items()
     }
@@ -125,16 +133,19 @@ def run_evaluation(cfg: Any) -> Path:
         )
         runs = []
         for shots, names in groups.items():
-            result = simple_evaluate(
-                model=lm,
-                tasks=names,
-                num_fewshot=shots,
-                limit=cfg.lm_eval_limit,
-                task_manager=manager,
-                apply_chat_template=cfg.lm_eval_apply_chat_template,
-                bootstrap_iters=0,
-                log_samples=False,
-            )
+            try:
+                result = simple_evaluate(
+                    model=lm,
+                    tasks=names,
+                    num_fewshot=shots,
+                    limit=cfg.lm_eval_limit,
+                    task_manager=manager,
+                    apply_chat_template=cfg.lm_eval_apply_chat_template,
+                    bootstrap_iters=0,
+                    log_samples=False,
+                )
+            except Exception as error:  # a task's YAML, template, function or data
+                raise _task_failure(cfg, names, error, include) from error
             runs.append(
                 {
                     "num_fewshot": shots,
@@ -153,6 +164,18 @@ def run_evaluation(cfg: Any) -> Path:
     return _write(cfg, description, runs, summary)
 
 
+def _task_failure(cfg: Any, names: list[str], error: Exception, copy: Path | None) -> FtcoreError:
+    """One message for a task that lm-eval could not build or run, naming the user's task folder
+    where the harness saw ftcore's copy of it."""
+    text = f"{type(error).__name__}: {first_line(error)}"
+    hint = ""
+    if copy is not None:
+        text = text.replace(str(copy), str(cfg.lm_eval_include_path))
+        hint = f"; check these tasks' YAML in {cfg.lm_eval_include_path}"
+    log.debug("lm-eval failed", exc_info=error)
+    return FtcoreError(f"lm-eval could not evaluate {', '.join(names)}: {text}{hint}")
+
+
 def format_table(runs: list[dict[str, Any]]) -> str:
     """One line per task and metric: shots, value, number of documents."""
     lines = [f"| {'task':<24} | {'shots':>5} | {'metric':<16} | {'value':>7} | {'docs':>5} |"]
@@ -162,8 +185,6 @@ def format_table(runs: list[dict[str, Any]]) -> str:
             docs = (run.get("n-samples") or {}).get(task, {}).get("effective", "")
             shots = "-" if run["num_fewshot"] is None else run["num_fewshot"]
             for metric, value in metrics.items():
-                if metric == "sample_len":
-                    continue
                 lines.append(
                     f"| {task:<24} | {shots!s:>5} | {metric:<16} | {value:>7.4f} | {docs!s:>5} |"
                 )

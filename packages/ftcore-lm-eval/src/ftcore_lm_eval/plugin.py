@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 from ftcore import hookimpl
+
+log = logging.getLogger("ftcore")
 
 
 @hookimpl
@@ -17,11 +19,24 @@ def ftcore_config_schema():
 
 @hookimpl
 def ftcore_validate_config(cfg):
-    """A task folder that does not exist is reported with the other config problems."""
-    folder = cfg.lm_eval_include_path
-    if folder and not Path(folder).expanduser().is_dir():
-        return [("lm_eval_include_path", f"{folder} is not a folder of task YAMLs")]
+    """A task folder that does not exist, or holds a YAML that does not parse, is reported with
+    the other config problems."""
+    if cfg.lm_eval_include_path:
+        from ftcore_lm_eval.tasks import task_folder_problem
+
+        if problem := task_folder_problem(cfg.lm_eval_include_path):
+            return [("lm_eval_include_path", problem)]
     return None
+
+
+@hookimpl
+def ftcore_configure(cfg):
+    """Say when nothing would be evaluated."""
+    if not cfg.lm_eval_tasks:
+        log.warning(
+            "ftcore: lm-eval is in plugins but lm_eval_tasks is empty, so nothing is evaluated; "
+            "name tasks, e.g. lm_eval_tasks: [hellaswag]"
+        )
 
 
 @hookimpl
@@ -41,9 +56,16 @@ def ftcore_post_train_unload(cfg):
     from ftcore.dist import is_main_process
 
     if cfg.lm_eval_post_train and cfg.lm_eval_tasks and is_main_process():
+        from ftcore.errors import FtcoreError
         from ftcore_lm_eval.evaluate import run_evaluation
 
-        run_evaluation(cfg)
+        try:
+            run_evaluation(cfg)
+        except FtcoreError as error:
+            raise FtcoreError(
+                f"{error}\nTraining finished and the model is saved in {cfg.output_dir}; once this "
+                "is fixed, evaluate it with: ftcore lm-eval CONFIG"
+            ) from None
 
 
 @hookimpl

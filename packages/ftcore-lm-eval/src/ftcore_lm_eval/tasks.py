@@ -49,7 +49,8 @@ _Dumper.add_representer(_Tagged, lambda dumper, data: dumper.represent_scalar(da
 
 
 def _absolute(value: Any, base: Path) -> Any:
-    if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+    # a missing file too: lm-eval's error then names where it was looked for
+    if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
         return str((base / value).resolve())
     if isinstance(value, list):
         return [_absolute(item, base) for item in value]
@@ -78,14 +79,32 @@ def prepare_include_path(folder: str | Path) -> Path:
         shutil.copytree(source, target, dirs_exist_ok=True)
         for copied in target.rglob("*.y*ml"):
             original = source / copied.relative_to(target)
-            config = yaml.load(original.read_text(encoding="utf-8"), Loader=_Loader)
+            config = _read_task_file(original)
             if isinstance(config, dict):
                 rewritten = _rewrite(config, original.parent.resolve())
                 copied.write_text(yaml.dump(rewritten, Dumper=_Dumper, sort_keys=False))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise FtcoreError(f"lm_eval_include_path: cannot read task folder {folder}: {exc}") from exc
     return target
+
+
+def _read_task_file(path: Path) -> Any:
+    with path.open(encoding="utf-8") as stream:  # a stream: YAML errors name the file
+        return yaml.load(stream, Loader=_Loader)
+
+
+def task_folder_problem(folder: str | Path) -> str | None:
+    """Why the task YAMLs in ``folder`` cannot be read, or ``None`` (``validate`` asks)."""
+    source = Path(folder).expanduser()
+    if not source.is_dir():
+        return f"{folder} is not a folder of task YAMLs"
+    for path in sorted(source.rglob("*.y*ml")):
+        try:
+            _read_task_file(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            return f"{path} is not a readable task YAML: {' '.join(str(exc).split())}"
+    return None
 
 
 def task_manager(include_path: Path | None, names: list[str]) -> Any:
