@@ -75,3 +75,25 @@ def test_a_recipe_without_stages_is_a_config_error(tmp_path):
     flat = {"ConstantPruningModifier": {"targets": ["Linear"], "start": 0}}
     with pytest.raises(ConfigError, match=r"llmcompressor\.recipe: holds no modifier"):
         load_config({"plugins": ["llmcompressor"], "llmcompressor": {"recipe": flat}})
+
+
+def test_modifiers_llm_compressor_refuses_are_one_message():
+    unknown = {"s_stage": {"s_modifiers": {"NotAModifier": {"targets": ["Linear"], "start": 0}}}}
+    with pytest.raises(FtcoreError, match="LLM Compressor cannot load it: No modifier of type"):
+        to_recipe(unknown)
+    bad_field = {"s_stage": {"s_modifiers": {"ConstantPruningModifier": {
+        "targets": ["Linear"], "start": 0, "no_such_field": 1}}}}  # fmt: skip
+    with pytest.raises(FtcoreError) as info:
+        to_recipe(bad_field)
+    assert str(info.value).startswith(
+        "llmcompressor.recipe: ConstantPruningModifier: no_such_field"
+    )
+
+
+def test_targets_that_are_not_names_are_a_config_error():
+    from ftcore.config import load_config
+    from ftcore.errors import ConfigError
+
+    recipe = {"s_stage": {"s_modifiers": {"ConstantPruningModifier": {"targets": 5, "start": 0}}}}
+    with pytest.raises(ConfigError, match=r"s_stage.ConstantPruningModifier.targets must be"):
+        load_config({"plugins": ["llmcompressor"], "llmcompressor": {"recipe": recipe}})

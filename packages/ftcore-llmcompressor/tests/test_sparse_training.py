@@ -181,3 +181,30 @@ def test_the_block_is_required(tmp_path, sparse_model):
 
     with pytest.raises(ConfigError, match="llmcompressor: required"):
         load_config(base_config(tmp_path, sparse_model, plugins=["llmcompressor"]))
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (["--structure", "3:2"], "N:M with 0 < N < M"),
+        (["--structure", "unstructured", "--sparsity", "1.5"], "--sparsity"),
+        (["--structure", "2:4", "--sparsity", "0.9"], "--sparsity is for --structure unstructured"),
+        (["--samples", "0"], "--samples"),
+    ],
+)
+def test_sparsify_refuses_options_that_cannot_apply(tmp_path, options, problem):
+    config = tmp_path / "sparsify.yml"
+    config.write_text(json.dumps(base_config(tmp_path, str(tmp_path / "unused"))))
+    result = subprocess.run([sys.executable, "-m", "ftcore", "sparsify", str(config), *options],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 2 and problem in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_sparsify_keeps_a_folder_that_holds_files(tmp_path, sparse_model):
+    config = tmp_path / "sparsify.yml"
+    config.write_text(json.dumps(base_config(tmp_path, sparse_model)))
+    command = [sys.executable, "-m", "ftcore", "sparsify", str(config), "--output", sparse_model]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "pass --overwrite to replace it" in result.stderr
+    assert_two_of_four(AutoModelForCausalLM.from_pretrained(sparse_model))  # untouched

@@ -30,10 +30,11 @@ class LLMCompressorPlugin:
         if cfg.llmcompressor is None:
             return [("llmcompressor", "required: give at least llmcompressor.recipe")]
         from ftcore.errors import FtcoreError
-        from ftcore_llmcompressor.recipe import count_modifiers, read_recipe
+        from ftcore_llmcompressor.recipe import check_targets, count_modifiers, read_recipe
 
         try:
             recipe = read_recipe(cfg.llmcompressor.recipe)
+            check_targets(recipe)
         except FtcoreError as exc:
             return [("llmcompressor.recipe", str(exc).removeprefix("llmcompressor.recipe: "))]
         if not count_modifiers(recipe):
@@ -61,12 +62,16 @@ class LLMCompressorPlugin:
         training, self.post_recipe = split(normalise(read_recipe(cfg.llmcompressor.recipe)))
         check_matches(training, model)
         check_matches(self.post_recipe, model)
+        # both loaded now, so that a modifier LLM Compressor refuses fails before training
+        training_recipe = to_recipe(training) if training else None
+        if self.post_recipe:
+            to_recipe(self.post_recipe)
         if cfg.adapter:
             # The sparse base is frozen under LoRA; only merging could fill its zeros, and the
             # save re-applies them after the merge.
             log.info("ftcore: llmcompressor with %s: the sparse base stays frozen", cfg.adapter)
             return None
-        self.callback = SparseTrainingCallback(to_recipe(training)) if training else None
+        self.callback = SparseTrainingCallback(training_recipe) if training_recipe else None
         return [self.callback] if self.callback else None
 
     @hookimpl

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 
 log = logging.getLogger("ftcore")
 
@@ -73,6 +73,24 @@ def count_modifiers(recipe: dict[str, Any]) -> int:
     return sum(1 for _ in _modifiers(recipe))
 
 
+def target_list(stage: str, name: str, targets: Any) -> list[str]:
+    """A modifier's ``targets`` as a list of names; an error for anything else."""
+    listed = [targets] if isinstance(targets, str) else targets
+    if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+        raise FtcoreError(
+            f"llmcompressor.recipe: {stage}.{name}.targets must be a module name, a class (e.g. "
+            f"Linear) or a list of them, got {targets!r}"
+        )
+    return list(listed)
+
+
+def check_targets(recipe: dict[str, Any]) -> None:
+    """Every modifier's ``targets`` is a name or a list of names (``validate`` asks)."""
+    for stage, _group, name, arguments in _modifiers(recipe):
+        if arguments.get("targets") is not None:
+            target_list(stage, name, arguments["targets"])
+
+
 def translate_target(target: str) -> str:
     """``re:.*q_proj.weight`` -> ``re:.*q_proj$`` (0.14 matches module names, not parameters)."""
     if target.startswith("re:") and _WEIGHT_SUFFIX.search(target):
@@ -97,7 +115,7 @@ def normalise(recipe: dict[str, Any]) -> dict[str, Any]:
     for stage, group, name, arguments in _modifiers(recipe):
         targets = arguments.get("targets")
         if targets is not None:
-            listed = [targets] if isinstance(targets, str) else list(targets)
+            listed = target_list(stage, name, targets)
             translated = [translate_target(t) for t in listed]
             if translated != listed:
                 log.warning(
@@ -151,8 +169,18 @@ def check_matches(recipe: dict[str, Any], model: Any) -> None:
 def to_recipe(recipe: dict[str, Any]) -> Any:
     """LLM Compressor's ``Recipe``, checked to hold every modifier of ``recipe``."""
     from llmcompressor.recipe import Recipe
+    from pydantic import ValidationError
 
-    loaded = Recipe.from_dict(recipe)
+    try:
+        loaded = Recipe.from_dict(recipe)
+    except ValidationError as error:  # a modifier's arguments
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "its arguments"
+        raise FtcoreError(f"llmcompressor.recipe: {error.title}: {where}: {first['msg']}") from None
+    except (ValueError, TypeError) as error:  # an unknown modifier, a malformed stage
+        raise FtcoreError(
+            f"llmcompressor.recipe: LLM Compressor cannot load it: {first_line(error)}"
+        ) from None
     expected = sum(1 for _ in _modifiers(recipe))
     if len(loaded.modifiers) != expected:
         raise FtcoreError(

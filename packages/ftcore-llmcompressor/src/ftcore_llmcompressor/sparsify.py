@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,34 @@ def calibration_rows(cfg: Any, tokenizer: Any, samples: int) -> Any:
 
 
 def sparsify_model(
-    cfg: Any, structure: str, sparsity: float, method: str, samples: int, output: str | None
+    cfg: Any,
+    structure: str,
+    sparsity: float | None,
+    method: str,
+    samples: int,
+    output: str | None,
+    overwrite: bool = False,
 ) -> Path:
+    """Prune ``base_model`` once; ``sparsity`` is for ``unstructured`` (N:M sets its own)."""
     from llmcompressor import oneshot
     from llmcompressor.modifiers.pruning import WandaPruningModifier
     from llmcompressor.modifiers.pruning.sparsegpt import SparseGPTModifier
 
     from ftcore.modeling import build_model, load_tokenizer
 
-    if structure != "unstructured" and ":" not in structure:
-        raise FtcoreError(
-            f"sparsify: --structure is N:M (e.g. 2:4) or unstructured, got {structure}"
-        )
+    if structure == "unstructured":
+        sparsity = 0.5 if sparsity is None else sparsity
+    else:
+        n, m = (int(part) for part in structure.split(":"))
+        sparsity = n / m
+    target = Path(output) if output else Path(cfg.output_dir) / "sparse"
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:
+            raise FtcoreError(
+                f"sparsify: {target} already holds files (a model other configs may use); "
+                "choose another --output, or pass --overwrite to replace it"
+            )
+        shutil.rmtree(target)
     tokenizer = load_tokenizer(cfg)
     model = build_model(cfg)
     modifier_class = SparseGPTModifier if method == "sparsegpt" else WandaPruningModifier
@@ -45,7 +62,6 @@ def sparsify_model(
         targets=["Linear"],
         ignore=["re:.*lm_head"],
     )
-    target = Path(output) if output else Path(cfg.output_dir) / "sparse"
     oneshot(
         model=model,
         processor=tokenizer,
