@@ -54,13 +54,34 @@ def test_ftcore_and_vllm_layouts_give_the_same_rows():
 
 def test_top_k_keeps_the_most_probable_and_temperature_rescales():
     rows = teacher_rows([None, {"token_ids": [9, 8, 7], "logprobs": [-3.0, -0.2, -1.0]}], 2, 2,
-                        ds(temperature=2.0), cfg(kd_temperature=1.0))  # fmt: skip
+                        ds(temperature=2.0), cfg(kd_temperature=1.0), vocab=16)  # fmt: skip
     ids, logprobs, present = rows
     assert ids[1] == [8, 7] and present == [0, 1]
     expected = rescale([-0.2, -1.0], 2.0, 1.0)
     assert logprobs[1] == pytest.approx(expected)
     assert sum(math.exp(x) for x in expected) == pytest.approx(1.0)
     assert expected[0] - expected[1] == pytest.approx(2 * 0.8)  # sharper at the lower temperature
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"token_ids": [1, 2], "logprobs": [-0.5, None]}, "None is not a log-probability"),
+        ({"token_ids": [1, 2], "logprobs": [5.0, -1.0]}, "5.0 is not a log-probability"),
+        ({"token_ids": [1, 2], "logprobs": [-0.5, float("nan")]}, "nan is not a log-probability"),
+        ({"token_ids": [-1, 2], "logprobs": [-0.5, -1.0]}, "token id -1 is outside"),
+        ({"token_ids": [1, 5000], "logprobs": [-0.5, -1.0]}, "token id 5000 is outside"),
+        ([{"token": "token_id:9999", "logprob": -0.1}], "token id 9999 is outside"),
+    ],
+)
+def test_an_entry_no_teacher_could_give_skips_its_row(entry, problem):
+    tokenizer, ids = tokens()
+    entries = [None] * len(ids)
+    entries[-1] = entry
+    with pytest.raises(RowError, match=problem):
+        KDChatTemplate().tokenize(
+            {"messages": MESSAGES, "logprobs": entries}, tokenizer, ds(), cfg()
+        )
 
 
 def test_a_row_made_with_another_tokenizer_is_refused_with_the_reason():

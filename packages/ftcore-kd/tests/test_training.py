@@ -235,3 +235,53 @@ def test_a_refused_request_is_not_retried_and_says_why(models):
         with pytest.raises(FtcoreError, match=r"refused the request: HTTP 404: .*no model nope"):
             remote.topk(packed_batch())
         assert len(server.requests) == 1
+
+
+def test_a_teacher_padded_to_more_rows_answers_within_the_students(tmp_path):
+    # same tokenizer, 256 output rows against the student's 128: the rows beyond are no tokens
+    wide = save_tiny_model(str(tmp_path / "wide"), "llama", seed=2, vocab_size=256)
+    teacher = LocalTeacher(wide, TOP_K, 1.0, "cpu", torch.float32, vocab=128, student_tokens=None)
+    ids, _, present = teacher.topk(packed_batch())
+    assert present.any() and int(ids[present].max()) < 128
+
+
+def test_a_teacher_with_another_tokenizer_is_refused(tmp_path, models):
+    other = save_tiny_model(str(tmp_path / "other"), "llama", seed=2)
+    tokenizer = load_tiny_tokenizer()
+    tokenizer.add_tokens(["<extra-teacher-token>"])
+    tokenizer.save_pretrained(other)
+    with pytest.raises(
+        FtcoreError, match=r"the teacher's tokenizer has \d+ tokens and the student"
+    ):
+        LocalTeacher(other, TOP_K, 1.0, "cpu", torch.float32, student_tokens=len(tokenizer) - 1)
+    with pytest.raises(FtcoreError, match="kd_teacher_model: no model folder at"):
+        LocalTeacher(str(tmp_path / "missing"), TOP_K, 1.0, "cpu", torch.float32)
+
+
+def test_a_server_answer_that_does_not_fit_the_prompt_is_refused(models, monkeypatch):
+    local = LocalTeacher(models["teacher"], TOP_K, 1.0, "cpu", torch.float32)
+    with TeacherServer(local.model) as server:
+        remote = ServerTeacher(server.url, None, TOP_K, 1.0, timeout=30, retries=0, vocab=16)
+        with pytest.raises(FtcoreError, match=r"returned token id \d+, outside the student's 16"):
+            remote.topk(packed_batch())
+        answer = server.prompt_logprobs
+        monkeypatch.setattr(server, "prompt_logprobs", lambda ids, k: answer(ids, k)[:-2])
+        remote = ServerTeacher(server.url, None, TOP_K, 1.0, timeout=30, retries=0)
+        with pytest.raises(FtcoreError, match=r"returned \d+ prompt_logprobs entries for a prompt"):
+            remote.topk(packed_batch())
+
+
+def test_a_server_address_that_is_not_http_is_a_config_error(tmp_path, models):
+    from ftcore.errors import ConfigError
+
+    cfg = base_config(tmp_path, models["student"], plugins=["kd"], kd_top_k=TOP_K,
+                      kd_online_server_base_url="not a url")  # fmt: skip
+    with pytest.raises(ConfigError, match="kd_online_server_base_url: expected an http"):
+        load_config(cfg)
+
+
+def test_generate_refuses_to_write_over_its_input(kd_data):
+    command = [*kd_data["command"][:-1], str(kd_data["source"])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "is one of the input datasets" in result.stderr
+    assert "logprobs" not in kd_data["source"].read_text()  # untouched

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class KDArgs(BaseModel):
@@ -57,3 +57,12 @@ class KDArgs(BaseModel):
     kd_online_retries: int = Field(
         3, ge=0, description="Retries of a failed server request, with backoff."
     )
+
+    @field_validator("kd_online_server_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"expected an http(s):// address, e.g. http://127.0.0.1:8000/v1, got {value!r}"
+            )
+        return value

@@ -21,26 +21,48 @@ from ftcore.data.strategies import IGNORE_INDEX, ChatTemplate, RowError
 KD_FEATURES = ("kd_token_ids", "kd_logprobs", "kd_mask")
 
 
-def _entry(entry: Any, position: int) -> tuple[list[int], list[float]]:
+#: A log-probability above this is not one (a little above 0 is float rounding of a certainty).
+_MAX_LOGPROB = 1e-3
+
+
+def _entry(entry: Any, position: int, vocab: int) -> tuple[list[int], list[float]]:
     if entry is None:
         return [], []
     if isinstance(entry, dict) and "token_ids" in entry:
-        ids, logprobs = entry["token_ids"], entry["logprobs"]
+        ids, logprobs = entry["token_ids"], entry.get("logprobs")
+        if not isinstance(ids, list) or not isinstance(logprobs, list):
+            raise RowError(f"logprobs entry {position}: token_ids and logprobs must be lists")
         if len(ids) != len(logprobs):
             raise RowError(f"logprobs entry {position}: token_ids and logprobs differ in length")
-        return [int(i) for i in ids], [float(x) for x in logprobs]
+        return _checked(ids, logprobs, position, vocab)
     if isinstance(entry, list):
         ids, logprobs = [], []
         for item in entry:
             token = str(item.get("token", "")) if isinstance(item, dict) else ""
-            if not token.startswith("token_id:"):
+            if not token.startswith("token_id:") or not token[9:].lstrip("-").isdigit():
                 raise RowError(
                     f"logprobs entry {position}: expected {{'token': 'token_id:N', 'logprob': x}}"
                 )
             ids.append(int(token.removeprefix("token_id:")))
-            logprobs.append(float(item["logprob"]))
-        return ids, logprobs
+            logprobs.append(item.get("logprob"))
+        return _checked(ids, logprobs, position, vocab)
     raise RowError(f"logprobs entry {position} is {type(entry).__name__}, not a top-k entry")
+
+
+def _checked(ids: list[Any], logprobs: list[Any], position: int, vocab: int):
+    """``(ids, logprobs)`` of one entry; a :class:`RowError` for a value no teacher gives."""
+    for token, value in zip(ids, logprobs):
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
+            raise RowError(
+                f"logprobs entry {position}: token id {token!r} is outside the tokenizer's "
+                f"{vocab} tokens (was the data made with another tokenizer?)"
+            )
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or math.isnan(value) or value > _MAX_LOGPROB:
+            raise RowError(
+                f"logprobs entry {position}: {value!r} is not a log-probability (a number <= 0)"
+            )
+    return list(ids), [float(x) for x in logprobs]
 
 
 def rescale(
@@ -55,8 +77,9 @@ def rescale(
     return [x - total for x in scaled]
 
 
-def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any):
-    """``(ids, logprobs, present)`` per token, each row padded to the same k."""
+def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any, vocab: int):
+    """``(ids, logprobs, present)`` per token, each row padded to the same k; token ids must be
+    below ``vocab`` (the student tokenizer's length)."""
     if not isinstance(entries, list):
         raise RowError(f"missing field '{ds.logprobs_field}' (a list with an entry per token)")
     if len(entries) != length:
@@ -66,7 +89,7 @@ def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any
         )
     rows = []
     for position, entry in enumerate(entries):
-        ids, logprobs = _entry(entry, position)
+        ids, logprobs = _entry(entry, position, vocab)
         order = sorted(range(len(ids)), key=lambda i: -logprobs[i])[:top_k]
         ids = [ids[i] for i in order]
         logprobs = rescale([logprobs[i] for i in order], ds.temperature, cfg.kd_temperature)
@@ -79,6 +102,19 @@ def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any
         out_logprobs.append(logprobs + [float("-inf")] * pad)
         present.append(1 if ids else 0)
     return out_ids, out_logprobs, present
+
+
+def student_vocab(cfg: Any, tokenizer: Any) -> int:
+    """How many token ids the student has: its config's vocabulary, or the tokenizer's length
+    when that is larger (the embeddings are resized to it)."""
+    from ftcore.errors import FtcoreError
+    from ftcore.modeling import load_model_config
+
+    try:
+        configured = load_model_config(cfg).vocab_size
+    except (FtcoreError, AttributeError, OSError):  # no readable config: the tokenizer decides
+        configured = 0
+    return max(len(tokenizer), configured or 0)
 
 
 class KDChatTemplate(ChatTemplate):
@@ -100,8 +136,11 @@ class KDChatTemplate(ChatTemplate):
 
     def tokenize(self, row, tokenizer, ds, cfg):
         out = super().tokenize(row, tokenizer, ds, cfg)
+        key = (getattr(cfg, "base_model", None), len(tokenizer))
+        if getattr(self, "_vocab", (None, 0))[0] != key:  # the config is read once per model
+            self._vocab = (key, student_vocab(cfg, tokenizer))
         ids, logprobs, present = teacher_rows(
-            row.get(ds.logprobs_field), len(out["input_ids"]), cfg.kd_top_k, ds, cfg
+            row.get(ds.logprobs_field), len(out["input_ids"]), cfg.kd_top_k, ds, cfg, self._vocab[1]
         )
         mask = [int(p and label != IGNORE_INDEX) for p, label in zip(present, out["labels"])]
         if not any(mask[1:]):

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.data.strategies import IGNORE_INDEX, ChatTemplate, RowError
+from ftcore.errors import FtcoreError
+from ftcore_kd.data import student_vocab
 
 log = logging.getLogger("ftcore")
 
@@ -55,11 +57,17 @@ def generate_dataset(cfg: Any, output: str) -> tuple[int, int]:
     from ftcore.modeling import load_tokenizer
     from ftcore_kd.teacher import make_teacher
 
+    target = Path(output)
+    sources = [Path(ds.path).resolve() for ds in cfg.datasets]
+    if target.resolve() in sources:
+        raise FtcoreError(
+            f"kd generate: --output {output} is one of the input datasets; write to another file"
+        )
     tokenizer = load_tokenizer(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    teacher = make_teacher(cfg, device, torch.bfloat16 if device == "cuda" else torch.float32)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    teacher = make_teacher(cfg, device, dtype, student_vocab(cfg, tokenizer), len(tokenizer))
     strategy = ChatTemplate()
-    target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     done = _resume(target)
     if done:

@@ -24,6 +24,15 @@ class KDPlugin:
         return KDArgs
 
     @hookimpl
+    def ftcore_model_claims(self, cfg):
+        """The distillation loss replaces the causal-LM loss."""
+        if not cfg.kd_trainer:
+            return None
+        from ftcore.claims import Claim, ModelPart
+
+        return [Claim(ModelPart.LOSS_HEAD, key="kd_trainer")]
+
+    @hookimpl
     def ftcore_validate_config(self, cfg):
         """One teacher source; online teachers need ``kd_top_k``; no RL trainer."""
         problems = []
@@ -75,7 +84,8 @@ class KDPlugin:
 
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.softcap = check_logits(base.config)
-        self.teacher = make_teacher(cfg, model.device, model.dtype)
+        vocab = base.get_output_embeddings().weight.shape[0]
+        self.teacher = make_teacher(cfg, model.device, model.dtype, vocab, len(tokenizer))
 
     @hookimpl
     def ftcore_compute_loss(self, cfg, model, inputs, trainer):

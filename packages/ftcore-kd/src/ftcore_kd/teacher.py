@@ -47,15 +47,43 @@ def _empty(batch: dict[str, Any], k: int):
     return ids, logprobs, present
 
 
-class LocalTeacher:
-    """A frozen transformers model on the student's device."""
+def _check_same_tokenizer(path: str, student_tokens: int | None) -> None:
+    """KD compares token ids: a teacher whose own tokenizer has another length is refused."""
+    from transformers import AutoTokenizer
 
-    def __init__(self, path: str, top_k: int, temperature: float, device: Any, dtype: Any):
+    if student_tokens is None:
+        return
+    try:
+        teacher_tokens = len(AutoTokenizer.from_pretrained(path))
+    except (OSError, ValueError):  # no tokenizer beside the teacher's weights: nothing to compare
+        return
+    if teacher_tokens != student_tokens:
+        raise FtcoreError(
+            f"kd_teacher_model: the teacher's tokenizer has {teacher_tokens} tokens and the "
+            f"student's {student_tokens}; KD compares token ids, so both need the same tokenizer"
+        )
+
+
+class LocalTeacher:
+    """A frozen transformers model on the student's device; its distribution is taken over the
+    student's ``vocab`` rows (a teacher padded to more rows has nothing real beyond them)."""
+
+    def __init__(self, path: str, top_k: int, temperature: float, device: Any, dtype: Any,
+                 vocab: int | None = None, student_tokens: int | None = None):  # fmt: skip
+        from pathlib import Path
+
         from transformers import AutoModelForCausalLM
 
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+            raise FtcoreError(f"kd_teacher_model: no model folder at {path}")
+        _check_same_tokenizer(path, student_tokens)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except (OSError, ValueError) as error:
+            raise FtcoreError(f"kd_teacher_model: cannot load {path}: {error}") from None
+        self.model = model.to(device).eval()
         self.model.requires_grad_(False)
-        self.top_k, self.temperature = top_k, temperature
+        self.top_k, self.temperature, self.vocab = top_k, temperature, vocab
 
     def topk(self, batch: dict[str, Any]):
         import torch
@@ -66,7 +94,7 @@ class LocalTeacher:
             for row, spans in enumerate(segments(batch)):
                 for start, end in spans:
                     tokens = batch["input_ids"][row : row + 1, start:end].to(device)
-                    logits = self.model(input_ids=tokens).logits[0].float()
+                    logits = self.model(input_ids=tokens).logits[0, :, : self.vocab].float()
                     top = torch.log_softmax(logits / self.temperature, -1).topk(self.top_k, -1)
                     # logits at position j predict token j + 1: they are row j + 1
                     ids[row, start + 1 : end] = top.indices[:-1].cpu()
@@ -79,9 +107,9 @@ class ServerTeacher:
     """vLLM-style ``POST {base}/completions`` with ``prompt_logprobs``, one prompt per sequence."""
 
     def __init__(self, base_url: str, model: str | None, top_k: int, temperature: float,
-                 timeout: float, retries: int):  # fmt: skip
+                 timeout: float, retries: int, vocab: int | None = None):  # fmt: skip
         self.base_url = base_url.rstrip("/")
-        self.top_k, self.temperature = top_k, temperature
+        self.top_k, self.temperature, self.vocab = top_k, temperature, vocab
         self.timeout, self.retries = timeout, retries
         self.model = model or self._first_model()
 
@@ -148,7 +176,12 @@ class ServerTeacher:
         ids, logprobs, present = _empty(batch, self.top_k)
         spans = [(row, s, e) for row, parts in enumerate(segments(batch)) for s, e in parts]
         prompts = [batch["input_ids"][row, s:e].tolist() for row, s, e in spans]
-        for (row, start, _end), entries in zip(spans, self.prompt_logprobs(prompts)):
+        for (row, start, end), entries in zip(spans, self.prompt_logprobs(prompts)):
+            if len(entries) != end - start:  # entries would land on the wrong tokens
+                raise FtcoreError(
+                    f"the KD teacher server {self.base_url} returned {len(entries)} prompt_logprobs "
+                    f"entries for a prompt of {end - start} tokens; it must return one per token"
+                )
             for offset, entry in enumerate(entries):
                 if not entry:
                     continue
@@ -156,6 +189,13 @@ class ServerTeacher:
                     ((int(t), v["logprob"]) for t, v in entry.items()), key=lambda p: -p[1]
                 )
                 pairs = pairs[: self.top_k]
+                if self.vocab is not None and any(not 0 <= p[0] < self.vocab for p in pairs):
+                    token = next(p[0] for p in pairs if not 0 <= p[0] < self.vocab)
+                    raise FtcoreError(
+                        f"the KD teacher server {self.base_url} returned token id {token}, outside "
+                        f"the student's {self.vocab} tokens; it must serve a model with the "
+                        "student's tokenizer"
+                    )
                 values = rescale([p[1] for p in pairs], 1.0, self.temperature)
                 ids[row, start + offset, : len(pairs)] = torch.tensor([p[0] for p in pairs])
                 logprobs[row, start + offset, : len(pairs)] = torch.tensor(values)
@@ -163,11 +203,15 @@ class ServerTeacher:
         return ids, logprobs, present
 
 
-def make_teacher(cfg: Any, device: Any, dtype: Any) -> Any:
-    """The configured online teacher, or ``None`` for offline KD."""
+def make_teacher(cfg: Any, device: Any, dtype: Any, vocab: int | None = None,
+                 student_tokens: int | None = None) -> Any:  # fmt: skip
+    """The configured online teacher, or ``None`` for offline KD. ``vocab``: the student's output
+    rows (teacher token ids must be below it); ``student_tokens``: its tokenizer's length."""
     if cfg.kd_teacher_model:
-        return LocalTeacher(cfg.kd_teacher_model, cfg.kd_top_k, cfg.kd_temperature, device, dtype)
+        return LocalTeacher(cfg.kd_teacher_model, cfg.kd_top_k, cfg.kd_temperature, device, dtype,
+                            vocab, student_tokens)  # fmt: skip
     if cfg.kd_online_server_base_url:
         return ServerTeacher(cfg.kd_online_server_base_url, cfg.kd_online_model, cfg.kd_top_k,
-                             cfg.kd_temperature, cfg.kd_online_timeout, cfg.kd_online_retries)  # fmt: skip
+                             cfg.kd_temperature, cfg.kd_online_timeout, cfg.kd_online_retries,
+                             vocab)  # fmt: skip
     return None
