@@ -80,3 +80,15 @@ def test_cce_and_a_liger_loss_kernel_conflict_naming_both_keys():
     # Liger's RoPE, RMSNorm and GLU kernels with CCE for the loss: the documented fast setup.
     cfg = load_config({**base, "liger_rms_norm": True, "liger_glu_activation": True}).cfg
     assert cfg.cut_cross_entropy and cfg.liger_rope
+
+
+def test_two_plugins_that_each_replace_the_loss_conflict():
+    # kd's loss won silently, while diffusion still added its mask token and logged samples
+    with pytest.raises(ConfigError) as info:
+        load_config({"plugins": ["kd", "diffusion"]})
+    message = str(info.value)
+    assert "the loss head is replaced by both plugin 'kd' (kd_trainer) and plugin 'diffusion'" in (
+        message
+    )
+    assert "set kd_trainer: false" in message
+    load_config({"plugins": ["kd", "diffusion"], "kd_trainer": False})  # one loss: fine

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ftcore.config import load_config
+from ftcore.errors import FtcoreError
 from ftcore.pipeline import train
 from ftcore.testing import data, save_tiny_model
 from ftcore_diffusion.decode import parse_prompt, unmask
@@ -120,5 +121,23 @@ def test_prompt_commands_parse():
     assert parse_prompt(":complete 8 Once upon") == ("complete", "Once upon", 8.0)
     assert parse_prompt(":mask 0.4 The quick fox") == ("mask", "The quick fox", 0.4)
     assert parse_prompt("plain text") == ("complete", "plain text", 64.0)
-    with pytest.raises(ValueError, match="ratio in"):
-        parse_prompt(":mask 2 x")
+    for bad in ("2", "-0.5", "half"):  # one message at the prompt, not a traceback
+        with pytest.raises(
+            FtcoreError, match=rf":mask takes a ratio in \[0, 1\] first, got '{bad}'"
+        ):
+            parse_prompt(f":mask {bad} x")
+
+
+def test_a_mask_token_id_outside_the_vocabulary_or_special_is_refused():
+    from types import SimpleNamespace
+
+    from ftcore.testing import load_tiny_tokenizer
+    from ftcore_diffusion.plugin import resolve_mask_token
+
+    tokenizer = load_tiny_tokenizer()
+    block = lambda token_id: SimpleNamespace(mask_token_id=token_id, mask_token_str=None)  # noqa: E731
+    with pytest.raises(FtcoreError, match=r"mask_token_id: 999 is outside the vocabulary"):
+        resolve_mask_token(block(999), tokenizer)
+    with pytest.raises(FtcoreError, match="is the BOS, EOS or padding token"):
+        resolve_mask_token(block(tokenizer.eos_token_id), tokenizer)
+    assert resolve_mask_token(block(50), tokenizer) == 50

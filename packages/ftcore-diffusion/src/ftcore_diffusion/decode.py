@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ftcore.errors import FtcoreError
 from ftcore_diffusion.loss import shifted_logits
 
 
@@ -54,8 +55,11 @@ def parse_prompt(prompt: str, default_new: int = 64) -> tuple[str, str, float]:
         rest = words[2] if len(words) > 2 and words[1].isdigit() else " ".join(words[1:])
         return "complete", rest, float(count)
     if words and words[0] == ":mask":
-        ratio = float(words[1]) if len(words) > 1 else 0.5
+        try:
+            ratio = float(words[1]) if len(words) > 1 else 0.5
+        except ValueError:
+            ratio = float("nan")
         if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f":mask takes a ratio in [0, 1], got {ratio}")
+            raise FtcoreError(f":mask takes a ratio in [0, 1] first, got {words[1]!r}")
         return "mask", words[2] if len(words) > 2 else "", ratio
     return "complete", prompt, float(default_new)

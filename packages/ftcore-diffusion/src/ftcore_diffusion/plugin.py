@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ftcore import hookimpl
+from ftcore.errors import FtcoreError
 
 log = logging.getLogger("ftcore")
 
@@ -15,6 +16,17 @@ DEFAULT_MASK_TOKEN = "<|diffusion_mask|>"
 def resolve_mask_token(block: Any, tokenizer: Any, model: Any = None) -> int:
     """The mask token id: the configured id, an existing token, or a token added now."""
     if block.mask_token_id is not None:
+        rows = model.get_input_embeddings().num_embeddings if model is not None else len(tokenizer)
+        if block.mask_token_id >= rows:
+            raise FtcoreError(
+                f"diffusion.mask_token_id: {block.mask_token_id} is outside the vocabulary "
+                f"({rows} tokens); give an id below it, or mask_token_str to name (or add) a token"
+            )
+        if block.mask_token_id in special_ids(tokenizer):
+            raise FtcoreError(
+                f"diffusion.mask_token_id: {block.mask_token_id} is the BOS, EOS or padding "
+                "token, which diffusion never masks; choose another token"
+            )
         return block.mask_token_id
     text = block.mask_token_str or DEFAULT_MASK_TOKEN
     token_id = tokenizer.convert_tokens_to_ids(text)
@@ -51,6 +63,13 @@ class DiffusionPlugin:
         from ftcore_diffusion.config import DiffusionArgs
 
         return DiffusionArgs
+
+    @hookimpl
+    def ftcore_model_claims(self, cfg):
+        """The diffusion loss replaces the causal-LM loss."""
+        from ftcore.claims import Claim, ModelPart
+
+        return [Claim(ModelPart.LOSS_HEAD)]
 
     @hookimpl
     def ftcore_validate_config(self, cfg):
