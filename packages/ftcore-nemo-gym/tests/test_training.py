@@ -79,6 +79,16 @@ def test_a_server_that_dies_mid_run_is_counted_not_hidden(tmp_path, base_model, 
     assert "4 NeMo Gym /verify calls failed since the last log (4 HTTP 500)" in caplog.text
 
 
+def test_a_server_that_never_answers_stops_the_run(tmp_path, base_model):
+    with ResourcesServer() as math, HeadServer({"math": math.url}) as head:
+        cfg = gym_config(tmp_path, base_model, head.port, max_steps=6)
+        math.faults["500"] = 10_000
+        with pytest.raises(FtcoreError, match=r"every NeMo Gym call failed in the last 3 logs"):
+            train(load_config(cfg))
+    assert math.calls == 3 * 4 * 2  # three steps, four completions, one try and one retry each
+    assert not (Path(cfg["output_dir"]) / "model.safetensors").exists()
+
+
 KILLER = """
 import gym_servers
 

@@ -140,6 +140,7 @@ class AgentRollouts:
         def episode(answer: dict) -> dict[str, Any]:
             parsed = parse_episode(answer, self.max_length)
             self.calls += 1
+            self.verifier.count_success()
             return parsed
 
         try:

@@ -58,6 +58,7 @@ class Verifier:
         self.concurrency = cfg.nemo_gym_max_concurrency
         self.failure_reward = cfg.nemo_gym_failure_reward
         self.failures: Counter = Counter()  # reason -> count, since the last log
+        self.successes = 0  # calls answered, since the last log
         self.requests = 0
         self._lock = threading.Lock()
 
@@ -94,9 +95,11 @@ class Verifier:
 
     async def _one(self, client: Any, gate: asyncio.Semaphore, url: str, body: dict) -> float:
         def reward(answer: dict) -> float:
+            value = float(answer["reward"])
             with self._lock:
                 self.requests += 1
-            return float(answer["reward"])
+            self.count_success()
+            return value
 
         try:
             return await post_with_retries(client, gate, url, body, reward, self.retries)
@@ -108,9 +111,18 @@ class Verifier:
         with self._lock:
             self.failures[reason] += 1
 
-    def take_failures(self) -> Counter:
+    def count_success(self) -> None:
         with self._lock:
-            taken, self.failures = self.failures, Counter()
+            self.successes += 1
+
+    def take_failures(self) -> Counter:
+        return self.take_counts()[0]
+
+    def take_counts(self) -> tuple[Counter, int]:
+        """``(failures by reason, calls answered)`` since the last call, and start counting anew."""
+        with self._lock:
+            taken = self.failures, self.successes
+            self.failures, self.successes = Counter(), 0
         return taken
 
 
