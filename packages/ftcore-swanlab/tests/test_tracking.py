@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -11,7 +12,7 @@ from lark_server import LarkServer
 from swanlab_files import read_scalars, run_files
 
 from ftcore.config import load_config
-from ftcore.errors import ConfigError
+from ftcore.errors import ConfigError, FtcoreError
 from ftcore.pipeline import train
 from ftcore.testing import data, save_tiny_model
 
@@ -73,6 +74,23 @@ def test_a_webhook_address_without_a_scheme_is_a_config_error_that_hides_it():
                      "swanlab_lark_webhook_url": "open.feishu.cn/open-apis/bot/v2/hook/t0k3n"})  # fmt: skip
     assert "swanlab_lark_webhook_url: must be an http(s):// address" in str(info.value)
     assert "t0k3n" not in str(info.value)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("swanboard") is not None, reason="swanboard is installed"
+)
+def test_local_mode_without_the_dashboard_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"swanlab_mode: local needs SwanLab's dashboard"):
+        load_config({"plugins": ["swanlab"], "swanlab_project": "p", "swanlab_mode": "local"})
+
+
+def test_a_log_folder_that_cannot_be_written_is_named(tmp_path, base_model, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SWANLAB_LOG_DIR", str(blocker / "logs"))
+    cfg = run_config(tmp_path, base_model, swanlab_project="p", swanlab_mode="offline")
+    with pytest.raises(FtcoreError, match=r"swanlab: cannot write its logs in .*a-file/logs"):
+        train(load_config(cfg))
 
 
 def test_cloud_without_a_key_and_lark_without_a_secret_warn(caplog, monkeypatch):

@@ -7,6 +7,7 @@ passed to ``swanlab.init``; the key goes through ``swanlab.login`` and the hosts
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -66,6 +67,14 @@ class SwanLabPlugin:
             problems.append(("swanlab_project", "must not be empty"))
         if cfg.swanlab_lark_webhook_url and (problem := url_problem(cfg.swanlab_lark_webhook_url)):
             problems.append(("swanlab_lark_webhook_url", problem))
+        if cfg.swanlab_mode == "local" and importlib.util.find_spec("swanboard") is None:
+            problems.append(
+                (
+                    "swanlab_mode",
+                    "local needs SwanLab's dashboard: pip install 'swanlab[dashboard]', or use "
+                    "offline",
+                )
+            )
         return problems or None
 
     @hookimpl
@@ -167,6 +176,11 @@ class SwanLabPlugin:
                 log_dir=log_dir,
                 config={"ftcore": redact(cfg.model_dump(mode="json"))},
             )
+        except OSError as exc:  # the log folder, not the service
+            raise FtcoreError(
+                f"swanlab: cannot write its logs in {log_dir} ({type(exc).__name__}: {exc}); "
+                "check SWANLAB_LOG_DIR or output_dir"
+            ) from exc
         except Exception as exc:
             raise FtcoreError(
                 f"swanlab: cannot start the run ({type(exc).__name__}: {exc}); check "
