@@ -71,6 +71,15 @@ def test_another_tool_s_name_for_a_key_gets_ftcore_s_name(key, hint):
     )
 
 
+def test_a_key_of_a_block_given_at_the_top_level_is_pointed_into_its_block():
+    assert error_of({"cpu_offload": True}) == (
+        "config error in <config>\n  cpu_offload: unknown key (did you mean 'fsdp_config.cpu_offload'?)"
+    )
+    assert "field_messages: unknown key (it is a key of each datasets entry)" in error_of(
+        {"field_messages": "messages"}
+    )
+
+
 def test_other_tools_names_lead_to_keys_that_exist():
     from ftcore.config.names import OTHER_TOOLS_KEYS
     from ftcore.config.schema import CoreConfig

@@ -102,8 +102,18 @@ def _expected(error: dict[str, Any]) -> str:
     return ""
 
 
-def _key_hint(key: Any, candidates: Any) -> str:
-    """What ftcore calls a key another tool names ``key``, else the closest of ``candidates``."""
+def _key_hint(key: Any, holder: type[BaseModel] | None) -> str:
+    """Where ``key`` belongs: under a block of ``holder`` (``diffusion.noise_schedule``), ftcore's
+    name for another tool's key, else the closest of ``holder``'s keys."""
+    candidates = holder.model_fields if holder is not None else {}
+    for name, field in candidates.items():
+        block = _nested_model(field.annotation)
+        if block is not None and key in block.model_fields:
+            if typing.get_origin(field.annotation) is list or list in map(
+                typing.get_origin, typing.get_args(field.annotation)
+            ):
+                return f" (it is a key of each {name} entry)"
+            return f" (did you mean '{name}.{key}'?)"
     known = OTHER_TOOLS_KEYS.get(key)
     if known is not None and known.split(":")[0] in candidates:
         return f" (did you mean '{known}'?)"
@@ -117,8 +127,7 @@ def _describe(errors: list[dict[str, Any]], holder: type[BaseModel] | None, key:
     if isinstance(key, str) and is_secret_key(key):
         given = _Masked()
     if kind == "extra_forbidden":
-        candidates = holder.model_fields if holder is not None else []
-        return "unknown key" + _key_hint(key, candidates)
+        return "unknown key" + _key_hint(key, holder)
     if kind == "missing":
         return "required key is missing"
     expected = [text for text in (_expected(error) for error in errors) if text]
