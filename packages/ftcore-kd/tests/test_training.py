@@ -285,3 +285,19 @@ def test_generate_refuses_to_write_over_its_input(kd_data):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "is one of the input datasets" in result.stderr
     assert "logprobs" not in kd_data["source"].read_text()  # untouched
+
+
+def test_reverse_kl_over_partial_masses_warns(tmp_path, models, kd_data, caplog):
+    import logging
+
+    cfg = base_config(tmp_path, models["student"], plugins=["kd"], kd_beta=1.0,
+                      datasets=[{"path": str(kd_data["kd"]), "type": "kd.chat_template"}])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        load_config(cfg)
+        assert any(
+            "kd_beta: 1 (reverse KL) without kd_normalize_topk" in m for m in caplog.messages
+        )
+        caplog.clear()
+        load_config({**cfg, "kd_normalize_topk": True})
+        load_config({**cfg, "kd_beta": 0.5})
+    assert not any("reverse KL" in m for m in caplog.messages)

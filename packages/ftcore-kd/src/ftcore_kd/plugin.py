@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ftcore import hookimpl
+
+log = logging.getLogger("ftcore")
 
 STRATEGY_NAMES = ("kd.chat_template", "axolotl.integrations.kd.chat_template")
 
@@ -56,6 +59,16 @@ class KDPlugin:
         if cfg.rl:
             problems.append(("rl", f"KD has no {cfg.rl} variant; remove rl"))
         return problems
+
+    @hookimpl
+    def ftcore_configure(self, cfg):
+        """Warn where the divergence is not smallest at the teacher's distribution."""
+        if cfg.kd_trainer and cfg.kd_beta == 1 and not cfg.kd_normalize_topk:
+            log.warning(
+                "ftcore: kd_beta: 1 (reverse KL) without kd_normalize_topk sums p*log(p/q) over "
+                "the teacher's top-k tokens only, which is smallest at p = q/e, not at p = q: the "
+                "student is pulled below the teacher; set kd_normalize_topk: true"
+            )
 
     @hookimpl
     def ftcore_dataset_strategies(self):

@@ -145,9 +145,11 @@ class ServerTeacher:
                     "ftcore: KD teacher %s failed (%s); retrying in %.0fs", url, last, delay
                 )
                 time.sleep(delay)
+        timed_out = "timed out" in last.lower() or last.startswith("TimeoutError")
         raise FtcoreError(
             f"the KD teacher server {url} failed after {tries} tries ({last}); check that it runs "
-            "and serves prompt logprobs (vLLM), or raise kd_online_timeout"
+            "and serves prompt logprobs (vLLM)"
+            + (", or raise kd_online_timeout" if timed_out else "")
         )
 
     def _first_model(self) -> str:
