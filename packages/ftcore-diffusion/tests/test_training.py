@@ -141,3 +141,11 @@ def test_a_mask_token_id_outside_the_vocabulary_or_special_is_refused():
     with pytest.raises(FtcoreError, match="is the BOS, EOS or padding token"):
         resolve_mask_token(block(tokenizer.eos_token_id), tokenizer)
     assert resolve_mask_token(block(50), tokenizer) == 50
+
+
+def test_a_mask_ratio_range_that_masks_nothing_is_a_config_error():
+    from ftcore.errors import ConfigError
+
+    block = {"min_mask_ratio": 0, "max_mask_ratio": 0, "eps": 0}
+    with pytest.raises(ConfigError, match=r"diffusion.max_mask_ratio: must be greater than 0"):
+        load_config({"plugins": ["diffusion"], "diffusion": block})

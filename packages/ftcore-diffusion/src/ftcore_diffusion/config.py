@@ -16,7 +16,9 @@ class DiffusionBlock(BaseModel):
         "linear", description="How the sampled time t becomes a mask probability."
     )
     min_mask_ratio: float = Field(0.1, ge=0.0, le=1.0, description="Lowest mask probability.")
-    max_mask_ratio: float = Field(0.9, ge=0.0, le=1.0, description="Highest mask probability.")
+    max_mask_ratio: float = Field(
+        0.9, gt=0.0, le=1.0, description="Highest mask probability (0 would mask nothing)."
+    )
     num_diffusion_steps: int = Field(128, gt=0, description="Default decoding steps at inference.")
     eps: float = Field(
         1e-3, ge=0.0, lt=1.0, description="Floor of the mask probability before bounds."
