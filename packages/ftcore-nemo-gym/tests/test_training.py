@@ -89,6 +89,17 @@ def test_a_server_that_never_answers_stops_the_run(tmp_path, base_model):
     assert not (Path(cfg["output_dir"]) / "model.safetensors").exists()
 
 
+def test_a_server_name_the_head_server_does_not_list_stops_before_the_model_loads(
+    tmp_path, base_model, hook_recorder
+):
+    with ResourcesServer() as math, HeadServer({"math": math.url}) as head:
+        cfg = gym_config(tmp_path, base_model, head.port)
+        cfg["nemo_gym_datasets"][0]["server_name"] = "nosuch"
+        with pytest.raises(FtcoreError, match=r"server_name: 'nosuch' is not a resources server"):
+            train(load_config(cfg))
+    assert "ftcore_post_model_build" not in hook_recorder.names and math.calls == 0
+
+
 KILLER = """
 import gym_servers
 

@@ -13,6 +13,20 @@ REWARD_PATHS = {
 }
 
 
+def check_server_names(cfg: Any, servers: Any) -> None:
+    """Every ``server_name`` of ``nemo_gym_datasets`` is a resources server the head server lists
+    (checked before the model loads, not at the first reward)."""
+    from ftcore.errors import FtcoreError
+
+    known = servers.names("resources_servers")
+    for index, entry in enumerate(cfg.nemo_gym_datasets):
+        if entry.server_name and entry.server_name not in known:
+            raise FtcoreError(
+                f"nemo_gym_datasets[{index}].server_name: '{entry.server_name}' is not a resources "
+                f"server the head server lists (resources servers: {', '.join(known) or 'none'})"
+            )
+
+
 class NemoGymPlugin:
     """GRPO rewards from NeMo Gym resources servers; their discovery, start and stop."""
 
@@ -85,7 +99,9 @@ class NemoGymPlugin:
         from ftcore_nemo_gym.verify import Verifier
 
         self.servers = GymServersProcess(cfg, Path(cfg.output_dir) / "nemo_gym_servers.log")
-        self.verifier = Verifier(self.servers.ensure(), cfg)
+        servers = self.servers.ensure()
+        check_server_names(cfg, servers)
+        self.verifier = Verifier(servers, cfg)
         activate(self.verifier)
 
     @hookimpl
