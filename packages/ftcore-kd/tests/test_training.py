@@ -121,6 +121,18 @@ def test_generation_resumes_after_an_interruption(kd_data, tmp_path):
     assert partial.read_text() == full
 
 
+def test_generation_refuses_to_continue_a_file_with_other_settings(kd_data, tmp_path):
+    partial = tmp_path / "partial.jsonl"
+    command = [*kd_data["command"][:-1], str(partial)]
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert json.loads((tmp_path / "partial.jsonl.settings.json").read_text())["kd_top_k"] == TOP_K
+    partial.write_text("".join(partial.read_text().splitlines(keepends=True)[:20]))
+    result = subprocess.run([*command, "kd_top_k=4"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert f"holds 20 rows made with other settings (kd_top_k: {TOP_K}, now 4)" in result.stderr
+    assert len(partial.read_text().splitlines()) == 20  # untouched
+
+
 def test_a_distilled_student_is_closer_to_the_teacher_than_one_trained_on_labels(
     tmp_path, models, kd_data
 ):

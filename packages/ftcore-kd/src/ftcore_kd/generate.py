@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,40 @@ def _resume(path: Path) -> int:
     if len(complete) != len(data):
         path.write_bytes(complete)
     return complete.count(b"\n")
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    """What makes the rows of a KD dataset: its sources, the student's tokenizer, the teacher."""
+    return {
+        "datasets": [str(Path(ds.path).resolve()) for ds in cfg.datasets],
+        "student": cfg.base_model,
+        "teacher": cfg.kd_teacher_model or cfg.kd_online_server_base_url,
+        "teacher_model": cfg.kd_online_model,
+        "kd_top_k": cfg.kd_top_k,
+        "kd_temperature": cfg.kd_temperature,
+    }
+
+
+def _record_settings(cfg: Any, target: Path, done: int) -> None:
+    """Keep the settings beside the output (``<output>.settings.json``); a rerun that would
+    continue the file with other settings is refused, so one file never mixes two teachers."""
+    record = target.with_name(f"{target.name}.settings.json")
+    settings = _settings(cfg)
+    if done and record.is_file():
+        earlier = json.loads(record.read_text(encoding="utf-8"))
+        changed = [key for key in settings if earlier.get(key) != settings[key]]
+        if changed:
+            raise FtcoreError(
+                f"kd generate: {target} holds {done} rows made with other settings ("
+                + ", ".join(
+                    f"{key}: {earlier.get(key)!r}, now {settings[key]!r}" for key in changed
+                )
+                + "); write to another --output, or delete it to start again"
+            )
+        return
+    staging = record.with_name(f"{record.name}.tmp")
+    staging.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    os.replace(staging, record)
 
 
 def teacher_entries(teacher: Any, input_ids: list[int], labels: list[int]) -> list[Any]:
@@ -70,6 +105,7 @@ def generate_dataset(cfg: Any, output: str) -> tuple[int, int]:
     strategy = ChatTemplate()
     target.parent.mkdir(parents=True, exist_ok=True)
     done = _resume(target)
+    _record_settings(cfg, target, done)
     if done:
         log.info("ftcore: %s holds %d rows; continuing after them", target, done)
     index = written = skipped = 0
