@@ -7,6 +7,7 @@ import sys
 import click
 
 from ftcore.cli.run import OVERRIDE_SETTINGS, config_argument, load, overrides_argument
+from ftcore.errors import FtcoreError
 
 
 @click.command(context_settings=OVERRIDE_SETTINGS)
@@ -73,7 +74,10 @@ def inference(
         except EOFError:
             break
         if line.strip():
-            click.echo(generate(line))
+            try:
+                click.echo(generate(line))
+            except FtcoreError as error:  # a bad prompt ends that prompt, not the session
+                click.echo(f"error: {error}", err=True)
 
 
 @click.command(name="merge-lora", context_settings=OVERRIDE_SETTINGS)
