@@ -108,9 +108,16 @@ def test_complete_and_mask_commands_in_a_scripted_session(trained, tmp_path):
     config.write_text(json.dumps(trained))
     result = subprocess.run(
         [sys.executable, "-m", "ftcore", "inference", str(config)],
-        input=":complete 2 3+4=\n:mask 0.5 1+2=3\n", capture_output=True, text=True, timeout=300,
+        input=":mask 2 x\n:complete 100000 x\n:complete 2 3+4=\n:mask 0.5 1+2=3\n",
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    # a bad prompt is one error line, and the session goes on
+    assert "error: :mask takes a ratio in [0, 1] first, got '2'" in result.stderr
+    assert (
+        "error: :complete 100000: the prompt's" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "masked:    3+4=[MASK][MASK]"
     assert lines[1].startswith("generated: 3+4=") and "[MASK]" not in lines[1]

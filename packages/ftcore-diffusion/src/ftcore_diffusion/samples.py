@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ftcore.errors import FtcoreError
 from ftcore.tracking import log_samples
 from ftcore_diffusion.decode import parse_prompt, unmask
 
@@ -90,6 +91,13 @@ def make_handler(block: Any, model: Any, tokenizer: Any, mask_token_id: int):
         if tokenizer.bos_token_id is not None:
             ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
         if mode == "complete":
+            limit = getattr(model.config, "max_position_embeddings", None)
+            if limit and ids.shape[1] + int(amount) > limit:
+                raise FtcoreError(
+                    f":complete {int(amount)}: the prompt's {ids.shape[1]} tokens and the "
+                    f"completion must fit the model's {limit} positions; ask for at most "
+                    f"{max(limit - ids.shape[1], 0)}"
+                )
             ids = torch.cat([ids, torch.full((1, int(amount)), mask_token_id)], dim=1)
         else:
             chosen = torch.rand(ids.shape) < amount
