@@ -84,6 +84,16 @@ def test_an_entry_no_teacher_could_give_skips_its_row(entry, problem):
         )
 
 
+def test_a_logprobs_field_that_is_not_a_list_says_what_it_is():
+    tokenizer, _ = tokens()
+    with pytest.raises(RowError, match="field 'logprobs' is str, not a list"):
+        KDChatTemplate().tokenize(
+            {"messages": MESSAGES, "logprobs": "oops"}, tokenizer, ds(), cfg()
+        )
+    with pytest.raises(RowError, match="missing field 'logprobs'"):
+        KDChatTemplate().tokenize({"messages": MESSAGES}, tokenizer, ds(), cfg())
+
+
 def test_a_row_made_with_another_tokenizer_is_refused_with_the_reason():
     tokenizer, ids = tokens()
     with pytest.raises(RowError, match=rf"has 3 entries for {len(ids)} tokens"):

@@ -313,3 +313,12 @@ def test_reverse_kl_over_partial_masses_warns(tmp_path, models, kd_data, caplog)
         load_config({**cfg, "kd_normalize_topk": True})
         load_config({**cfg, "kd_beta": 0.5})
     assert not any("reverse KL" in m for m in caplog.messages)
+
+
+def test_both_loss_weights_zero_is_a_config_error(tmp_path, models, kd_data):
+    from ftcore.errors import ConfigError
+
+    cfg = base_config(tmp_path, models["student"], plugins=["kd"], kd_alpha=0, kd_ce_alpha=0,
+                      datasets=[{"path": str(kd_data["kd"]), "type": "kd.chat_template"}])  # fmt: skip
+    with pytest.raises(ConfigError, match="kd_alpha and kd_ce_alpha are both 0"):
+        load_config(cfg)

@@ -80,8 +80,13 @@ def rescale(
 def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any, vocab: int):
     """``(ids, logprobs, present)`` per token, each row padded to the same k; token ids must be
     below ``vocab`` (the student tokenizer's length)."""
-    if not isinstance(entries, list):
+    if entries is None:
         raise RowError(f"missing field '{ds.logprobs_field}' (a list with an entry per token)")
+    if not isinstance(entries, list):
+        raise RowError(
+            f"field '{ds.logprobs_field}' is {type(entries).__name__}, not a list with an entry "
+            "per token"
+        )
     if len(entries) != length:
         raise RowError(
             f"'{ds.logprobs_field}' has {len(entries)} entries for {length} tokens (was the data "

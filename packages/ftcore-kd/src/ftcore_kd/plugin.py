@@ -58,6 +58,8 @@ class KDPlugin:
                 )  # fmt: skip
         if cfg.rl:
             problems.append(("rl", f"KD has no {cfg.rl} variant; remove rl"))
+        if cfg.kd_trainer and cfg.kd_alpha == 0 and cfg.kd_ce_alpha == 0:
+            problems.append(("kd_alpha", "kd_alpha and kd_ce_alpha are both 0: nothing is trained"))
         return problems
 
     @hookimpl
