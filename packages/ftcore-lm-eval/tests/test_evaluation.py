@@ -118,6 +118,8 @@ def test_bad_devices_and_a_missing_model_folder_are_clear_errors(tmp_path, base_
 
     with pytest.raises(ConfigError, match="lm_eval_device: expected cpu, cuda, cuda:N or mps"):
         load_config(run_config(tmp_path, base_model, lm_eval_device="gpu7"))
+    with pytest.raises(ConfigError, match="lm_eval_limit: expected a number of documents"):
+        load_config(run_config(tmp_path, base_model, lm_eval_limit=1.5))  # lm-eval reads it as 1
     cfg = run_config(tmp_path, base_model, lm_eval_model=str(tmp_path / "no-model"))
     with pytest.raises(FtcoreError, match="lm_eval_model: no model folder at"):
         run_evaluation(load_config(cfg).cfg)

@@ -38,6 +38,15 @@ class LMEvalArgs(BaseModel):
         None, description="Device to evaluate on (default: `cuda` when available, else `cpu`)."
     )
 
+    @field_validator("lm_eval_limit")
+    @classmethod
+    def _limit(cls, value: float | None) -> float | None:
+        if value is not None and value >= 1 and value != int(value):
+            raise ValueError(
+                f"expected a number of documents (a whole number) or a fraction below 1, got {value}"
+            )
+        return value
+
     @field_validator("lm_eval_device")
     @classmethod
     def _device(cls, value: str | None) -> str | None:
