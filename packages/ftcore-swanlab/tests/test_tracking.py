@@ -84,6 +84,15 @@ def test_local_mode_without_the_dashboard_is_a_config_error():
         load_config({"plugins": ["swanlab"], "swanlab_project": "p", "swanlab_mode": "local"})
 
 
+def test_an_empty_swanlab_mode_variable_does_not_override_the_config(
+    tmp_path, base_model, monkeypatch
+):
+    monkeypatch.setenv("SWANLAB_MODE", "")
+    cfg = run_config(tmp_path, base_model, swanlab_project="p", swanlab_mode="offline", max_steps=1)
+    train(load_config(cfg))
+    assert run_files(Path(cfg["output_dir"]) / "swanlog")
+
+
 def test_a_log_folder_that_cannot_be_written_is_named(tmp_path, base_model, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

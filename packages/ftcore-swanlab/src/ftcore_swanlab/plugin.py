@@ -154,6 +154,10 @@ class SwanLabPlugin:
         if cfg.swanlab_web_host:
             os.environ["SWANLAB_WEB_HOST"] = cfg.swanlab_web_host
         os.environ.setdefault("SWANLAB_INTERACTIVE", "false")
+        if (
+            os.environ.get("SWANLAB_MODE") == ""
+        ):  # set but empty: SwanLab would take it over the config
+            del os.environ["SWANLAB_MODE"]
         if cfg.swanlab_mode == "cloud" and cfg.swanlab_api_key:
             try:
                 swanlab.login(api_key=cfg.swanlab_api_key, host=cfg.swanlab_api_host)
