@@ -7,7 +7,7 @@ import re
 from pydantic import BaseModel, Field, field_validator
 
 _TASK = re.compile(r"^[^:\s]+(:\d+)?$")
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(cpu|mps|(cuda|xpu|npu|hpu)(:\d+)?)$")
 
 
 class LMEvalArgs(BaseModel):
@@ -26,7 +26,10 @@ class LMEvalArgs(BaseModel):
         None, description="Folder of local task YAMLs (relative data paths are resolved for you)."
     )
     lm_eval_limit: float | None = Field(
-        None, gt=0, description="Evaluate at most this many documents per task (or a fraction < 1)."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Evaluate at most this many documents per task (or a fraction < 1).",
     )
     lm_eval_num_fewshot: int | None = Field(
         None, ge=0, description="Shots for tasks written without `:fewshot`."
@@ -41,7 +44,7 @@ class LMEvalArgs(BaseModel):
     @field_validator("lm_eval_limit")
     @classmethod
     def _limit(cls, value: float | None) -> float | None:
-        if value is not None and value >= 1 and value != int(value):
+        if value is not None and value >= 1 and not value.is_integer():
             raise ValueError(
                 f"expected a number of documents (a whole number) or a fraction below 1, got {value}"
             )
@@ -51,7 +54,7 @@ class LMEvalArgs(BaseModel):
     @classmethod
     def _device(cls, value: str | None) -> str | None:
         if value is not None and not _DEVICE.match(value):
-            raise ValueError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+            raise ValueError(f"expected cpu, cuda, cuda:N, mps, xpu, npu or hpu, got {value!r}")
         return value
 
     @field_validator("lm_eval_tasks")

@@ -114,6 +114,7 @@ def check_tasks(cfg: Any) -> None:
 
 def run_evaluation(cfg: Any) -> Path:
     """Evaluate ``cfg.lm_eval_tasks``; write ``<output_dir>/lm_eval_results/<time>/results.json``."""
+    import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
@@ -144,6 +145,8 @@ def run_evaluation(cfg: Any) -> Path:
                     bootstrap_iters=0,
                     log_samples=False,
                 )
+            except (torch.OutOfMemoryError, MemoryError):  # the batch, not the task
+                raise
             except Exception as error:  # a task's YAML, template, function or data
                 raise _task_failure(cfg, names, error, include) from error
             runs.append(

@@ -49,8 +49,8 @@ _Dumper.add_representer(_Tagged, lambda dumper, data: dumper.represent_scalar(da
 
 
 def _absolute(value: Any, base: Path) -> Any:
-    # a missing file too: lm-eval's error then names where it was looked for
-    if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+    # only files that exist here: a relative path may also be a file of a Hub dataset
+    if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
         return str((base / value).resolve())
     if isinstance(value, list):
         return [_absolute(item, base) for item in value]
