@@ -47,3 +47,9 @@ def test_an_address_without_a_scheme_never_raises_nor_shows_its_token(caplog):
     url = "open.feishu.cn/open-apis/bot/v2/hook/t0k3n"
     assert LarkNotifier(url, "s").send("x") is False
     assert caplog.messages and all("t0k3n" not in message for message in caplog.messages)
+
+
+def test_a_refused_connection_says_why(caplog):
+    assert LarkNotifier("http://127.0.0.1:9/open-apis/bot/v2/hook/t0k3n", None).send("x") is False
+    assert any("refused" in message.lower() for message in caplog.messages), caplog.messages
+    assert all("t0k3n" not in message for message in caplog.messages)

@@ -84,6 +84,21 @@ def test_local_mode_without_the_dashboard_is_a_config_error():
         load_config({"plugins": ["swanlab"], "swanlab_project": "p", "swanlab_mode": "local"})
 
 
+def test_a_service_error_at_start_is_not_blamed_on_the_log_folder(
+    tmp_path, base_model, monkeypatch
+):
+    import requests
+    import swanlab
+
+    def refuse(**kwargs):  # what SwanLab's ApiError is: an HTTPError, so an OSError too
+        raise requests.HTTPError("403 workspace not found")
+
+    monkeypatch.setattr(swanlab, "init", refuse)
+    cfg = run_config(tmp_path, base_model, swanlab_project="p", swanlab_mode="offline")
+    with pytest.raises(FtcoreError, match=r"swanlab: cannot start the run \(HTTPError: 403"):
+        train(load_config(cfg))
+
+
 def test_an_empty_swanlab_mode_variable_does_not_override_the_config(
     tmp_path, base_model, monkeypatch
 ):

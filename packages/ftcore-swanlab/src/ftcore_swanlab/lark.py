@@ -59,8 +59,8 @@ class LarkNotifier:
             return True
         except Exception as exc:  # any failure of the webhook: log it, never stop training
             # The URL itself is a secret: say what failed, not where.
-            reason = getattr(exc, "reason", None) or getattr(exc, "code", None)
-            if not isinstance(reason, (str, int)) or self.webhook_url in str(reason):
+            reason = str(getattr(exc, "reason", None) or getattr(exc, "code", None) or "")
+            if not reason or self.webhook_url in reason:
                 reason = type(exc).__name__
             log.warning("ftcore: the Lark notification failed (%s); training goes on", reason)
             return False

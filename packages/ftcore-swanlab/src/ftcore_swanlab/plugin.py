@@ -154,9 +154,8 @@ class SwanLabPlugin:
         if cfg.swanlab_web_host:
             os.environ["SWANLAB_WEB_HOST"] = cfg.swanlab_web_host
         os.environ.setdefault("SWANLAB_INTERACTIVE", "false")
-        if (
-            os.environ.get("SWANLAB_MODE") == ""
-        ):  # set but empty: SwanLab would take it over the config
+        # set but empty, SwanLab would take it over the config's mode and refuse it
+        if os.environ.get("SWANLAB_MODE") == "":
             del os.environ["SWANLAB_MODE"]
         if cfg.swanlab_mode == "cloud" and cfg.swanlab_api_key:
             try:
@@ -180,12 +179,13 @@ class SwanLabPlugin:
                 log_dir=log_dir,
                 config={"ftcore": redact(cfg.model_dump(mode="json"))},
             )
-        except OSError as exc:  # the log folder, not the service
-            raise FtcoreError(
-                f"swanlab: cannot write its logs in {log_dir} ({type(exc).__name__}: {exc}); "
-                "check SWANLAB_LOG_DIR or output_dir"
-            ) from exc
         except Exception as exc:
+            # a file error names its file; requests' errors are OSErrors too, without one
+            if isinstance(exc, OSError) and getattr(exc, "filename", None):
+                raise FtcoreError(
+                    f"swanlab: cannot write its logs in {log_dir} ({type(exc).__name__}: {exc}); "
+                    "check SWANLAB_LOG_DIR or output_dir"
+                ) from exc
             raise FtcoreError(
                 f"swanlab: cannot start the run ({type(exc).__name__}: {exc}); check "
                 "swanlab_api_key, swanlab_api_host, or use swanlab_mode: offline"
