@@ -75,8 +75,9 @@ def test_a_key_of_a_block_given_at_the_top_level_is_pointed_into_its_block():
     assert error_of({"cpu_offload": True}) == (
         "config error in <config>\n  cpu_offload: unknown key (did you mean 'fsdp_config.cpu_offload'?)"
     )
-    assert "field_messages: unknown key (it is a key of each datasets entry)" in error_of(
-        {"field_messages": "messages"}
+    assert (
+        "field_messages: unknown key (it is a key of each datasets or test_datasets entry)"
+        in error_of({"field_messages": "messages"})
     )
 
 

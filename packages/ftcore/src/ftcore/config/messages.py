@@ -102,18 +102,26 @@ def _expected(error: dict[str, Any]) -> str:
     return ""
 
 
+def _is_list(annotation: Any) -> bool:
+    """``list[...]``, also inside ``Optional``."""
+    origins = (typing.get_origin(annotation), *map(typing.get_origin, typing.get_args(annotation)))
+    return list in origins
+
+
 def _key_hint(key: Any, holder: type[BaseModel] | None) -> str:
     """Where ``key`` belongs: under a block of ``holder`` (``diffusion.noise_schedule``), ftcore's
     name for another tool's key, else the closest of ``holder``'s keys."""
     candidates = holder.model_fields if holder is not None else {}
-    for name, field in candidates.items():
-        block = _nested_model(field.annotation)
-        if block is not None and key in block.model_fields:
-            if typing.get_origin(field.annotation) is list or list in map(
-                typing.get_origin, typing.get_args(field.annotation)
-            ):
-                return f" (it is a key of each {name} entry)"
-            return f" (did you mean '{name}.{key}'?)"
+    homes = [
+        (name, field.annotation)
+        for name, field in candidates.items()
+        if (block := _nested_model(field.annotation)) is not None and key in block.model_fields
+    ]
+    entries = [name for name, annotation in homes if _is_list(annotation)]
+    if homes and len(entries) == len(homes):  # datasets and test_datasets alike
+        return f" (it is a key of each {' or '.join(entries)} entry)"
+    if len(homes) == 1:  # in blocks of different kinds (temperature), none is the obvious one
+        return f" (did you mean '{homes[0][0]}.{key}'?)"
     known = OTHER_TOOLS_KEYS.get(key)
     if known is not None and known.split(":")[0] in candidates:
         return f" (did you mean '{known}'?)"

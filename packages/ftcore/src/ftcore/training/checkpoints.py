@@ -115,7 +115,7 @@ def other_parameters_error(error: BaseException, resume: str) -> FtcoreError | N
     return FtcoreError(
         f"resume_from_checkpoint: {resume} was trained with another set of trained parameters "
         "(its optimizer state does not fit this run's): the config now selects others "
-        "(unfrozen_parameters, spectrum's selection, LoRA targets or rank). Resume with the "
+        "(unfrozen_parameters, spectrum's selection, LoRA targets). Resume with the "
         "settings of that run, or start a new one (no resume_from_checkpoint; "
         "overwrite_output_dir: true)"
     )
