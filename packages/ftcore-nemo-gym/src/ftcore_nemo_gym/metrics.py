@@ -33,7 +33,9 @@ class FailureLogger(TrainerCallback):
         logs["nemo_gym/verify_failures"] = count
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1]["nemo_gym/verify_failures"] = count
-        self.failed_logs = self.failed_logs + 1 if count and not answered else 0
+        all_count, all_answered = _summed_over_processes(count, answered)
+        # decided on the sums, so that every process stops together, or none does
+        self.failed_logs = self.failed_logs + 1 if all_count and not all_answered else 0
         if not count:
             return
         reasons = ", ".join(f"{n} {reason}" for reason, n in failures.most_common())
@@ -47,3 +49,16 @@ class FailureLogger(TrainerCallback):
             "ftcore: %d NeMo Gym /verify calls failed since the last log (%s); they were "
             "scored nemo_gym_failure_reward", count, reasons,
         )  # fmt: skip
+
+
+def _summed_over_processes(count: int, answered: int) -> tuple[int, int]:
+    """``(count, answered)`` summed over every training process (as they are, in one process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return count, answered
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    totals = torch.tensor([count, answered], device=device)
+    dist.all_reduce(totals)
+    return int(totals[0]), int(totals[1])
