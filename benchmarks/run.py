@@ -210,6 +210,8 @@ def main() -> None:
     label = "-".join(name.replace("+", "_") for name in names)
     out = Path(args.out) / f"{args.scenario}-{label}-{date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    from ftcore.manifest import write_json_atomically  # a kill mid-write keeps the last file whole
+
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -217,7 +219,7 @@ def main() -> None:
         # the file is rewritten around each variant: a cut-off run keeps its part
         for name in names:
             results[name] = {"error": UNFINISHED}
-            out.write_text(json.dumps(report(args, scenario, names, results), indent=2))
+            write_json_atomically(out, report(args, scenario, names, results))
             started = time.perf_counter()
             try:
                 results[name] = run(name, base, scenario, args, work)
@@ -226,8 +228,7 @@ def main() -> None:
             except (subprocess.CalledProcessError, OSError, json.JSONDecodeError) as error:
                 print(f"variant {name} failed: {error}", file=sys.stderr)
                 results[name] = {"error": str(error)}
-            payload = report(args, scenario, names, results)
-            out.write_text(json.dumps(payload, indent=2))
+            write_json_atomically(out, report(args, scenario, names, results))
     print(
         f"{'variant':<12} {'tokens/s':>10} {'ratio':>6} {'peak GiB':>9} {'ratio':>6}  vs {names[0]}"
     )
