@@ -31,12 +31,17 @@ def _resume(path: Path) -> int:
     return complete.count(b"\n")
 
 
+def _where(name: str | None) -> str | None:
+    """A local path in full (a rerun from another folder is the same run); a hub id as given."""
+    return str(Path(name).resolve()) if name and Path(name).exists() else name
+
+
 def _settings(cfg: Any) -> dict[str, Any]:
     """What makes the rows of a KD dataset: its sources, the student's tokenizer, the teacher."""
     return {
-        "datasets": [str(Path(ds.path).resolve()) for ds in cfg.datasets],
-        "student": cfg.base_model,
-        "teacher": cfg.kd_teacher_model or cfg.kd_online_server_base_url,
+        "datasets": [_where(ds.path) for ds in cfg.datasets],
+        "student": _where(cfg.base_model),
+        "teacher": _where(cfg.kd_teacher_model) or cfg.kd_online_server_base_url,
         "teacher_model": cfg.kd_online_model,
         "kd_top_k": cfg.kd_top_k,
         "kd_temperature": cfg.kd_temperature,
@@ -49,7 +54,10 @@ def _record_settings(cfg: Any, target: Path, done: int) -> None:
     record = target.with_name(f"{target.name}.settings.json")
     settings = _settings(cfg)
     if done and record.is_file():
-        earlier = json.loads(record.read_text(encoding="utf-8"))
+        try:
+            earlier = json.loads(record.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):  # damaged: nothing to compare with
+            earlier = settings
         changed = [key for key in settings if earlier.get(key) != settings[key]]
         if changed:
             raise FtcoreError(
@@ -101,7 +109,7 @@ def generate_dataset(cfg: Any, output: str) -> tuple[int, int]:
     tokenizer = load_tokenizer(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    teacher = make_teacher(cfg, device, dtype, student_vocab(cfg, tokenizer), len(tokenizer))
+    teacher = make_teacher(cfg, device, dtype, student_vocab(cfg, tokenizer), tokenizer)
     strategy = ChatTemplate()
     target.parent.mkdir(parents=True, exist_ok=True)
     done = _resume(target)

@@ -100,7 +100,7 @@ class KDPlugin:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.softcap = check_logits(base.config)
         vocab = base.get_output_embeddings().weight.shape[0]
-        self.teacher = make_teacher(cfg, model.device, model.dtype, vocab, len(tokenizer))
+        self.teacher = make_teacher(cfg, model.device, model.dtype, vocab, tokenizer)
 
     @hookimpl
     def ftcore_compute_loss(self, cfg, model, inputs, trainer):

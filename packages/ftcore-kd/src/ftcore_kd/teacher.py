@@ -47,20 +47,25 @@ def _empty(batch: dict[str, Any], k: int):
     return ids, logprobs, present
 
 
-def _check_same_tokenizer(path: str, student_tokens: int | None) -> None:
-    """KD compares token ids: a teacher whose own tokenizer has another length is refused."""
+def _check_same_tokenizer(path: str, student: Any) -> None:
+    """KD compares token ids: a teacher whose own tokenizer gives any of its tokens another id
+    than the student's is refused (tokens ftcore added to the student, e.g. a pad, are fine)."""
     from transformers import AutoTokenizer
 
-    if student_tokens is None:
+    if student is None:
         return
     try:
-        teacher_tokens = len(AutoTokenizer.from_pretrained(path))
+        teacher = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError):  # no tokenizer beside the teacher's weights: nothing to compare
         return
-    if teacher_tokens != student_tokens:
+    known = student.get_vocab()
+    differ = [(t, i) for t, i in teacher.get_vocab().items() if known.get(t) != i]
+    if differ:
+        token, index = differ[0]
         raise FtcoreError(
-            f"kd_teacher_model: the teacher's tokenizer has {teacher_tokens} tokens and the "
-            f"student's {student_tokens}; KD compares token ids, so both need the same tokenizer"
+            f"kd_teacher_model: the teacher's tokenizer is not the student's ({len(differ)} of its "
+            f"tokens have other ids, e.g. {token!r}: {index} against {known.get(token)}); KD "
+            "compares token ids, so both need the same tokenizer"
         )
 
 
@@ -69,14 +74,14 @@ class LocalTeacher:
     student's ``vocab`` rows (a teacher padded to more rows has nothing real beyond them)."""
 
     def __init__(self, path: str, top_k: int, temperature: float, device: Any, dtype: Any,
-                 vocab: int | None = None, student_tokens: int | None = None):  # fmt: skip
+                 vocab: int | None = None, student_tokenizer: Any = None):  # fmt: skip
         from pathlib import Path
 
         from transformers import AutoModelForCausalLM
 
         if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
             raise FtcoreError(f"kd_teacher_model: no model folder at {path}")
-        _check_same_tokenizer(path, student_tokens)
+        _check_same_tokenizer(path, student_tokenizer)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError) as error:
@@ -179,9 +184,10 @@ class ServerTeacher:
         spans = [(row, s, e) for row, parts in enumerate(segments(batch)) for s, e in parts]
         prompts = [batch["input_ids"][row, s:e].tolist() for row, s, e in spans]
         for (row, start, end), entries in zip(spans, self.prompt_logprobs(prompts)):
-            if len(entries) != end - start:  # entries would land on the wrong tokens
+            if not isinstance(entries, list) or len(entries) != end - start:  # misaligned
                 raise FtcoreError(
-                    f"the KD teacher server {self.base_url} returned {len(entries)} prompt_logprobs "
+                    f"the KD teacher server {self.base_url} returned "
+                    f"{len(entries) if isinstance(entries, list) else entries!r} prompt_logprobs "
                     f"entries for a prompt of {end - start} tokens; it must return one per token"
                 )
             for offset, entry in enumerate(entries):
@@ -206,12 +212,12 @@ class ServerTeacher:
 
 
 def make_teacher(cfg: Any, device: Any, dtype: Any, vocab: int | None = None,
-                 student_tokens: int | None = None) -> Any:  # fmt: skip
+                 student_tokenizer: Any = None) -> Any:  # fmt: skip
     """The configured online teacher, or ``None`` for offline KD. ``vocab``: the student's output
-    rows (teacher token ids must be below it); ``student_tokens``: its tokenizer's length."""
+    rows (teacher token ids must be below it); ``student_tokenizer``: to compare the teacher's."""
     if cfg.kd_teacher_model:
         return LocalTeacher(cfg.kd_teacher_model, cfg.kd_top_k, cfg.kd_temperature, device, dtype,
-                            vocab, student_tokens)  # fmt: skip
+                            vocab, student_tokenizer)  # fmt: skip
     if cfg.kd_online_server_base_url:
         return ServerTeacher(cfg.kd_online_server_base_url, cfg.kd_online_model, cfg.kd_top_k,
                              cfg.kd_temperature, cfg.kd_online_timeout, cfg.kd_online_retries,
