@@ -201,10 +201,27 @@ def test_sparsify_refuses_options_that_cannot_apply(tmp_path, options, problem):
     assert "Traceback" not in result.stderr
 
 
-def test_sparsify_keeps_a_folder_that_holds_files(tmp_path, sparse_model):
+def test_sparsify_keeps_a_folder_that_holds_files_and_never_replaces_its_input(
+    tmp_path, sparse_model
+):
+    dense = save_tiny_model(str(tmp_path / "dense"), "llama", seed=0)
     config = tmp_path / "sparsify.yml"
-    config.write_text(json.dumps(base_config(tmp_path, sparse_model)))
-    command = [sys.executable, "-m", "ftcore", "sparsify", str(config), "--output", sparse_model]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    config.write_text(json.dumps(base_config(tmp_path, dense)))
+    command = [sys.executable, "-m", "ftcore", "sparsify", str(config), "--samples", "16"]
+    result = subprocess.run([*command, "--output", sparse_model], capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
     assert result.returncode != 0 and "pass --overwrite to replace it" in result.stderr
     assert_two_of_four(AutoModelForCausalLM.from_pretrained(sparse_model))  # untouched
+    result = subprocess.run([*command, "--output", dense, "--overwrite"], capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode != 0 and "holds base_model; choose another folder" in result.stderr
+    assert (Path(dense) / "config.json").is_file()
+    # --overwrite replaces a folder whole, once the new model is written
+    target = tmp_path / "again"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an earlier run")
+    result = subprocess.run([*command, "--output", str(target), "--overwrite"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (target / "stale.txt").exists() and not list(tmp_path.glob(".again.ftcore-tmp"))
+    assert_two_of_four(AutoModelForCausalLM.from_pretrained(str(target)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,7 @@ def sparsify_model(
         n, m = (int(part) for part in structure.split(":"))
         sparsity = n / m
     target = Path(output) if output else Path(cfg.output_dir) / "sparse"
-    if target.is_dir() and any(target.iterdir()):
-        if not overwrite:
-            raise FtcoreError(
-                f"sparsify: {target} already holds files (a model other configs may use); "
-                "choose another --output, or pass --overwrite to replace it"
-            )
-        shutil.rmtree(target)
+    _check_target(target, cfg, overwrite)
     tokenizer = load_tokenizer(cfg)
     model = build_model(cfg)
     modifier_class = SparseGPTModifier if method == "sparsegpt" else WandaPruningModifier
@@ -62,15 +57,39 @@ def sparsify_model(
         targets=["Linear"],
         ignore=["re:.*lm_head"],
     )
-    oneshot(
-        model=model,
-        processor=tokenizer,
-        dataset=calibration_rows(cfg, tokenizer, samples),
-        recipe=modifier,
-        num_calibration_samples=samples,
-        max_seq_length=cfg.sequence_len,
-        output_dir=str(target),
-        save_compressed=True,
-    )
-    tokenizer.save_pretrained(str(target))
+    # written beside the target and swapped in whole: a failed run leaves the old folder as it was
+    staging = target.with_name(f".{target.name}.ftcore-tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        oneshot(
+            model=model,
+            processor=tokenizer,
+            dataset=calibration_rows(cfg, tokenizer, samples),
+            recipe=modifier,
+            num_calibration_samples=samples,
+            max_seq_length=cfg.sequence_len,
+            output_dir=str(staging),
+            save_compressed=True,
+        )
+        tokenizer.save_pretrained(str(staging))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_target(target: Path, cfg: Any, overwrite: bool) -> None:
+    """Refuse an output folder that holds files (unless ``overwrite``), or that holds the model
+    being pruned or the working folder, which replacing it would delete."""
+    resolved = target.resolve()
+    for what, path in (("base_model", Path(cfg.base_model)), ("the working folder", Path.cwd())):
+        path = path.expanduser().resolve()
+        if path == resolved or resolved in path.parents:
+            raise FtcoreError(f"sparsify: --output {target} holds {what}; choose another folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise FtcoreError(
+            f"sparsify: {target} already holds files (a model other configs may use); "
+            "choose another --output, or pass --overwrite to replace it"
+        )
