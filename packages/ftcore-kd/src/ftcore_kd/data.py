@@ -79,7 +79,7 @@ def rescale(
 
 def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any, vocab: int):
     """``(ids, logprobs, present)`` per token, each row padded to the same k; token ids must be
-    below ``vocab`` (the student tokenizer's length)."""
+    below ``vocab`` (the student's, :func:`student_vocab`)."""
     if entries is None:
         raise RowError(f"missing field '{ds.logprobs_field}' (a list with an entry per token)")
     if not isinstance(entries, list):

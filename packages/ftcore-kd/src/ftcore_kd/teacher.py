@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 from ftcore_kd.data import rescale
 
 log = logging.getLogger("ftcore")
@@ -85,7 +85,9 @@ class LocalTeacher:
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError) as error:
-            raise FtcoreError(f"kd_teacher_model: cannot load {path}: {error}") from None
+            raise FtcoreError(
+                f"kd_teacher_model: cannot load {path}: {first_line(error)}"
+            ) from None
         self.model = model.to(device).eval()
         self.model.requires_grad_(False)
         self.top_k, self.temperature, self.vocab = top_k, temperature, vocab
