@@ -7,13 +7,16 @@ pinned versions of ``constraints.txt`` (regenerate it with ``nox -s lock``).
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
 import nox
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent
 CONSTRAINTS = ROOT / "constraints.txt"
 REPORTS = ROOT / ".ci-reports"
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
@@ -28,6 +31,10 @@ DEV_TOOLS = ["pytest", "hatchling", "build", "ruff"]
 # newest, which then conflicts with torch on every GPU machine)
 LOCK_BOUNDS = ["transformers>=5.15,<=5.17", "torch==2.13.0", "triton==3.7.1"]
 
+# With FTCORE_NOX_DISCARD_VENVS set (.ci/run sets it), a test session deletes its virtualenv when it
+# ends: each holds 1.5-2.5 GB, mostly torch and triton, and CI machines may not have room for 14.
+DISCARD_VENVS = bool(os.environ.get("FTCORE_NOX_DISCARD_VENVS"))
+
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
@@ -36,6 +43,23 @@ nox.options.sessions = [
     "lint",
     "check-extras",
 ]
+
+
+def discards_venv(session_func):
+    """Delete the session's virtualenv when it ends, pass or fail, if DISCARD_VENVS is set."""
+
+    @functools.wraps(session_func)
+    def wrapper(session: nox.Session) -> None:
+        try:
+            session_func(session)
+        finally:
+            location = getattr(session.virtualenv, "location", None)
+            venv = Path(location).resolve() if location else None
+            if DISCARD_VENVS and venv and venv.is_relative_to(ROOT / ".nox"):
+                shutil.rmtree(venv, ignore_errors=True)
+                session.log(f"discarded {venv.relative_to(ROOT)}")
+
+    return wrapper
 
 
 def install(session: nox.Session, *args: str) -> None:
@@ -55,6 +79,7 @@ def pytest(session: nox.Session, report: str, *paths: str) -> None:
 
 
 def _package_tests(name: str):
+    @discards_venv
     def session_func(session: nox.Session) -> None:
         # Each package brings its own test dependencies through its `test` extra.
         targets = (
@@ -86,6 +111,7 @@ for _name in PACKAGES:
 
 
 @nox.session
+@discards_venv
 def integration(session: nox.Session) -> None:
     """Tests across packages: every package together, the CLI end to end, the plugin template."""
     install(session, *DEV_TOOLS, *(f"packages/{name}" for name in PACKAGES))
@@ -93,6 +119,7 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session
+@discards_venv
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     install(session, "ruff")
