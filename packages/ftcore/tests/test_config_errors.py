@@ -104,6 +104,37 @@ def test_wrong_type_says_what_was_expected():
     )
 
 
+def test_true_or_false_for_a_number_is_refused_not_read_as_one_or_zero():
+    # pydantic alone reads `learning_rate: true` as 1.0 and trains with it
+    message = error_of(
+        {
+            "learning_rate": True,
+            "datasets": [{"path": "x.jsonl", "type": "completion", "temperature": False}],
+            "lora_r": False,
+            "fsdp_config": {"min_num_params": True},
+        }
+    )
+    assert message.splitlines() == [
+        "config error in <config>",
+        "  learning_rate: expected a number, got true (the default is 0.0002)",
+        "  datasets[0].temperature: expected a number, got false (the default is 1.0)",
+        "  lora_r: expected an integer, got false (the default is 8)",
+        "  fsdp_config.min_num_params: expected an integer, got true (the default is 0)",
+    ]
+
+
+def test_true_for_a_plugin_s_number_key_is_refused(plugin_site):
+    plugin_site.add("ftcore-a", {"a": "a_plugin"}, {"a_plugin": ALPHA_PLUGIN})
+    assert error_of({"plugins": ["a"], "shared_alpha": True}) == (
+        "config error in <config>\n  shared_alpha: expected a number, got true (the default is 0.5)"
+    )
+
+
+def test_true_stays_valid_where_a_key_takes_a_flag_or_a_number():
+    cfg = load_config({"bf16": True, "trust_remote_code": False, "learning_rate": 1}).cfg
+    assert cfg.bf16 is True and cfg.learning_rate == 1.0
+
+
 def test_every_problem_is_reported_at_once_in_file_order():
     message = error_of(
         {

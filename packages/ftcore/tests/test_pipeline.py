@@ -304,6 +304,24 @@ def test_ctrl_c_during_a_checkpoint_save_leaves_no_partial_folder(
     assert not (Path(cfg["output_dir"]) / "checkpoint-2").exists()
 
 
+def test_ctrl_c_during_the_final_save_leaves_no_hidden_half_saved_model(
+    tmp_path, base_model, monkeypatch
+):
+    import ftcore.saving
+
+    def interrupted(staging, output_dir):
+        assert any(staging.glob("*.safetensors"))  # the weights were written, not yet moved
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ftcore.saving, "publish", interrupted)
+    cfg = run_config(tmp_path, base_model, max_steps=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(cfg))
+    out = Path(cfg["output_dir"])
+    assert not (out / ".ftcore-final.tmp").exists()
+    assert not list(out.glob("*.safetensors"))
+
+
 def test_a_new_run_beside_an_earlier_runs_checkpoints_is_refused(tmp_path, base_model):
     """Rotation would keep the earlier run's higher steps, and ``auto`` would resume it."""
     first = run_config(tmp_path, base_model, max_steps=4, save_steps=2, save_total_limit=2)
@@ -373,6 +391,36 @@ def test_cli_reports_bad_data_without_a_traceback_or_output(tmp_path, base_model
     )
     assert "Traceback" not in result.stderr
     assert not Path(cfg["output_dir"]).exists()
+
+
+def test_ctrl_c_in_cli_training_names_the_checkpoint_to_continue_from(tmp_path, base_model):
+    import signal
+    import time
+
+    cfg = run_config(tmp_path, base_model, max_steps=100_000, save_steps=1, save_total_limit=2)
+    path = tmp_path / "run.yml"
+    path.write_text(json.dumps(cfg))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ftcore", "train", str(path)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    out = Path(cfg["output_dir"])
+    deadline = time.monotonic() + 300
+    while checkpoints.newest_complete(out) is None and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    newest = checkpoints.newest_complete(out)
+    assert last == (
+        f"interrupted (Ctrl-C): the newest complete checkpoint is {newest}; "
+        f"continue with: ftcore train {path} resume_from_checkpoint=auto"
+    )
+    assert "Traceback" not in stderr
 
 
 def test_cli_preprocess_then_train_reuses_the_cache(tmp_path, base_model):
@@ -572,6 +620,7 @@ from ftcore import hookimpl
 
 @hookimpl
 def ftcore_post_trainer_create(cfg, trainer):
+    os.makedirs(os.path.join(cfg.output_dir, "trackerlog", "run-1"))  # as a tracker would
     raise RuntimeError("plugin broke the run")
 
 @hookimpl
@@ -591,6 +640,19 @@ def test_a_failed_run_calls_the_error_hook_and_keeps_the_error(
     with pytest.raises(RuntimeError, match="plugin broke the run"):
         train(load_config(cfg))
     assert (tmp_path / "error.txt").read_text() == "RuntimeError: plugin broke the run"
+    assert not Path(cfg["output_dir"]).exists()  # the run made it, and put no file in it
+
+
+def test_a_failed_run_keeps_an_output_dir_that_was_there_before(
+    tmp_path, base_model, plugin_site, monkeypatch
+):
+    plugin_site.add("unused", {}, {"testplugins.failing": FAILING})
+    monkeypatch.setenv("ERROR_LOG", str(tmp_path / "error.txt"))
+    cfg = run_config(tmp_path, base_model, plugins=["testplugins.failing"])
+    (Path(cfg["output_dir"]) / "empty").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="plugin broke the run"):
+        train(load_config(cfg))
+    assert (Path(cfg["output_dir"]) / "empty").is_dir()
 
 
 EVAL_LOSS = """

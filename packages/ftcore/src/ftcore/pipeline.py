@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +80,17 @@ def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
     if getattr(trainer, "is_fsdp_enabled", False):  # checkpoints may be sharded; the model is not
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     staging = staging_dir(output_dir) if is_main_process() else output_dir / ".ftcore-final.tmp"
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))
-    trainer.accelerator.wait_for_everyone()
-    if is_main_process():
-        tokenizer.save_pretrained(str(staging))
-        publish(staging, output_dir)
+    try:
+        trainer.accelerator.wait_for_everyone()
+        trainer.save_model(str(staging))
+        trainer.accelerator.wait_for_everyone()
+        if is_main_process():
+            tokenizer.save_pretrained(str(staging))
+            publish(staging, output_dir)
+    except BaseException:  # Ctrl-C or a full disk: no hidden half-saved model stays behind
+        if is_main_process():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _sft_trainer(
@@ -116,11 +123,27 @@ def train(loaded: Any) -> dict[str, Any]:
     If anything fails after the config loaded, ``ftcore_on_train_error`` runs, then the error
     propagates unchanged.
     """
+    output_dir = Path(loaded.cfg.output_dir)
+    new_output = not output_dir.exists()
     try:
         return _train(loaded)
     except BaseException as exc:
         loaded.host.on_train_error(loaded.cfg, exc)
+        if new_output and is_main_process():
+            _remove_empty_folders(output_dir)
         raise
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders under it that hold no file: what a run that failed early
+    created (a tracker's log folder, for one). Anything with a file in it stays."""
+    if not top.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            pass  # not empty
 
 
 def _train(loaded: Any) -> dict[str, Any]:

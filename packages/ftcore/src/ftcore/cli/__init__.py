@@ -125,6 +125,18 @@ class FtcoreGroup(click.Group):
         except OSError as exc:  # a path the user gave that cannot be read or written
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt as exc:  # a command may say what was kept, as its message
+            _close_progress_bars()
+            click.echo(f"interrupted (Ctrl-C){f': {exc}' if str(exc) else ''}", err=True)
+            ctx.exit(130)  # the shell's status for a command ended by SIGINT
+
+
+def _close_progress_bars() -> None:
+    """Close tqdm bars left open by an interruption, so that they do not redraw after the
+    message (at exit) or run into its line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def _setup_logging() -> None:

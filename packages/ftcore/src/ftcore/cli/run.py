@@ -73,9 +73,30 @@ def train(
 
     from ftcore.pipeline import train as run_training
 
-    metrics = run_training(load(config_path, overrides))
+    loaded = load(config_path, overrides)
+    try:
+        metrics = run_training(loaded)
+    except KeyboardInterrupt:
+        if not is_main_process():
+            raise
+        raise KeyboardInterrupt(_where_to_resume(loaded.cfg.output_dir, config_path)) from None
     if "train_loss" in metrics and is_main_process():
         click.echo(f"train_loss: {metrics['train_loss']:.4f}")
+
+
+def _where_to_resume(output_dir: str, config_path: str) -> str:
+    """What an interrupted ``ftcore train`` leaves, and the command that continues it."""
+    from pathlib import Path
+
+    from ftcore.training.checkpoints import newest_complete
+
+    newest = newest_complete(Path(output_dir))
+    if newest is None:
+        return f"no complete checkpoint in {output_dir}; the run starts from step 0 next time"
+    return (
+        f"the newest complete checkpoint is {newest}; continue with: "
+        f"ftcore train {config_path} resume_from_checkpoint=auto"
+    )
 
 
 @click.command(context_settings=OVERRIDE_SETTINGS)

@@ -16,6 +16,7 @@ from ftcore.claims import find_claim_conflicts
 from ftcore.config.checks import core_problems, run_problems
 from ftcore.config.compose import compose_schema
 from ftcore.config.messages import problems_from_validation
+from ftcore.config.numbers import booleans_for_numbers
 from ftcore.config.overrides import apply_overrides, parse_override_args
 from ftcore.config.owners import name_unlisted_owners
 from ftcore.config.redact import redact
@@ -163,15 +164,18 @@ def load_config(
     types_known, type_problems = dataset_types(host)
     problems += type_problems
     apply_overrides(raw, [pair for pair in pairs if pair not in plugin_overrides], model)
+    booleans = booleans_for_numbers(raw, model)
 
     try:
         cfg = model.model_validate(raw, context={"dataset_types": types_known})
     except ValidationError as exc:
-        found = sorted(problems_from_validation(exc, model), key=_by_position(raw))
+        taken = {problem.path for problem in booleans}
+        found = [p for p in problems_from_validation(exc, model) if p.path not in taken]
+        found = sorted(booleans + found, key=_by_position(raw))
         found = name_unlisted_owners(found, {plugin.name for plugin in plugins})
         raise ConfigError(problems + found, label) from None
-    if problems:
-        raise ConfigError(problems, label)
+    if problems or booleans:
+        raise ConfigError(problems + booleans, label)
 
     problems = (run_problems(cfg) if for_run else []) + core_problems(cfg)
     problems += host.validate_config(cfg)
