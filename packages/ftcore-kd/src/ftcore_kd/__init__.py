@@ -1,3 +1,3 @@
 """Knowledge distillation for ftcore (torch is imported only inside hooks)."""
 
-__version__ = "0.1.1"
+__version__ = "0.1.2"

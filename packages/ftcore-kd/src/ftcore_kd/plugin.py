@@ -87,7 +87,7 @@ class KDPlugin:
         from ftcore_kd.collator import KDCollator
 
         base = (PackedCollator if cfg.sample_packing else PaddingCollator)(tokenizer.pad_token_id)
-        return KDCollator(base)
+        return KDCollator(base, top_k=None if is_eval else cfg.kd_top_k)  # one warning is enough
 
     @hookimpl
     def ftcore_post_model_load(self, cfg, model, tokenizer):
