@@ -156,3 +156,35 @@ def test_a_mask_ratio_range_that_masks_nothing_is_a_config_error():
     block = {"min_mask_ratio": 0, "max_mask_ratio": 0, "eps": 0}
     with pytest.raises(ConfigError, match=r"diffusion.max_mask_ratio: must be greater than 0"):
         load_config({"plugins": ["diffusion"], "diffusion": block})
+
+
+def test_a_sample_whose_prompt_fills_generation_max_length_is_skipped_with_a_warning(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from ftcore.testing import build_tiny_model, load_tiny_tokenizer
+    from ftcore_diffusion.config import DiffusionBlock
+    from ftcore_diffusion.samples import SampleCallback
+
+    tokenizer = load_tiny_tokenizer()
+    model = build_tiny_model("llama")
+    long_prompt = {"input_ids": list(range(4, 14)), "labels": [-100] * 8 + [12, 13]}
+    short_prompt = {"input_ids": list(range(4, 10)), "labels": [-100, -100, 6, 7, 8, 9]}
+    block = DiffusionBlock(generation_interval=1, num_generation_samples=2,
+                           generation_max_length=6, generation_steps=2)  # fmt: skip
+    plugin = SimpleNamespace(mask_token_id=3, trainer=None)
+    callback = SampleCallback(block, plugin)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=1)
+    loader = SimpleNamespace(dataset=[long_prompt, short_prompt])
+    with caplog.at_level(logging.INFO, logger="ftcore"):
+        for _ in range(2):
+            callback.on_step_end(None, state, None, model=model, processing_class=tokenizer,
+                                 train_dataloader=loader)  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "ftcore: diffusion sample 1 is skipped: its first 6 tokens (generation_max_length) hold "
+        "no answer token to mask, as its prompt is 8 tokens long; raise "
+        "diffusion.generation_max_length above that"
+    ]
+    samples = [r.getMessage().split("\n")[0] for r in caplog.records if r.levelno == logging.INFO]
+    assert samples == ["ftcore: diffusion sample 2 at step 1"] * 2

@@ -1,3 +1,3 @@
 """ftcore-diffusion: LLaDA-style masked diffusion training and decoding."""
 
-__version__ = "0.2.1"
+__version__ = "0.2.2"

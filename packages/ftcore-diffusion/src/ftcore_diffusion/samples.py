@@ -38,6 +38,7 @@ class SampleCallback(TrainerCallback):
     def __init__(self, block: Any, plugin: Any):
         self.block = block
         self.plugin = plugin
+        self._warned_rows: set[int] = set()
 
     def on_step_end(
         self,
@@ -65,6 +66,9 @@ class SampleCallback(TrainerCallback):
             labels = torch.tensor(
                 [row["labels"][: self.block.generation_max_length]], device=ids.device
             )
+            if not (labels != -100).any():
+                self._warn_no_answer(index, row["labels"])
+                continue
             masked = ids.masked_fill(labels != -100, self.plugin.mask_token_id)
             filled = unmask(model, masked, self.plugin.mask_token_id, self.block.generation_steps,
                             self.block.generation_temperature)  # fmt: skip
@@ -78,8 +82,21 @@ class SampleCallback(TrainerCallback):
                 index + 1, state.global_step, *rows[-1].values(),
             )  # fmt: skip
         model.train(was_training)
-        if self.plugin.trainer is not None:
+        if rows and self.plugin.trainer is not None:
             log_samples(self.plugin.trainer, SAMPLES_NAME, rows)
+
+    def _warn_no_answer(self, index: int, labels: list[int]) -> None:
+        """Once per row: its first ``generation_max_length`` tokens are all prompt."""
+        if index in self._warned_rows:
+            return
+        self._warned_rows.add(index)
+        prompt = next((i for i, label in enumerate(labels) if label != -100), len(labels))
+        log.warning(
+            "ftcore: diffusion sample %d is skipped: its first %d tokens (generation_max_length) "
+            "hold no answer token to mask, as its prompt is %d tokens long; raise "
+            "diffusion.generation_max_length above that",
+            index + 1, self.block.generation_max_length, prompt,
+        )  # fmt: skip
 
 
 def make_handler(block: Any, model: Any, tokenizer: Any, mask_token_id: int):
