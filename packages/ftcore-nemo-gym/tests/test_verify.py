@@ -55,6 +55,10 @@ def test_rows_become_prompts_and_keep_everything_for_verify():
         (lambda r: r["responses_create_params"].update(max_tokens=5), "keys NeMo Gym rejects: max_tokens"),
         (lambda r: r.pop("responses_create_params"), "missing field 'responses_create_params'"),
         (lambda r: r["responses_create_params"].update(input=[]), "input is missing or empty"),
+        (lambda r: r["responses_create_params"]["input"][0].update(content=[
+            {"type": "input_text", "text": "What is shown?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]),
+         r"input\[0\].content has a part of type 'input_image': the prompt would lose it"),
     ],
 )  # fmt: skip
 def test_rows_nemo_gym_would_reject_are_refused_with_the_reason(change, message):
@@ -62,6 +66,16 @@ def test_rows_nemo_gym_would_reject_are_refused_with_the_reason(change, message)
     change(bad)
     with pytest.raises(RowError, match=message):
         NemoGymRows().format_row(bad, SimpleNamespace(path="x"), settings())
+
+
+def test_text_parts_of_a_message_are_joined():
+    parts = row()
+    parts["responses_create_params"]["input"][0]["content"] = [
+        {"type": "input_text", "text": "3+"},
+        {"type": "input_text", "text": "4="},
+    ]
+    out = NemoGymRows().format_row(parts, SimpleNamespace(path="x"), settings())
+    assert out["prompt"] == [{"role": "user", "content": "3+4="}]
 
 
 def test_discovery_honours_the_head_port_and_routes_rows():
@@ -94,7 +108,7 @@ def test_a_batch_is_scored_concurrently_from_the_response_text():
     assert rewards == [1.0, 0.0] * 8
     assert 2 <= math.max_in_flight <= 8  # bounded concurrency
     assert elapsed < 16 * 0.2 / 2  # far faster than one request at a time
-    assert not verifier.take_failures()
+    assert not verifier.take_counts()[0]
 
 
 def test_conversational_completions_are_scored_by_their_text():
@@ -119,7 +133,7 @@ def test_failures_are_retried_then_scored_and_counted(fault, count, expected, re
         math.faults[fault] = count
         rows, servers = formatted([row("7")])
         assert verifier.score(rows, servers, ["7"]) == [expected]
-        failures = verifier.take_failures()
+        failures = verifier.take_counts()[0]
         assert (dict(failures) == {reason: 1}) if reason else not failures
         assert math.calls == 2  # one try and one retry
 
@@ -131,7 +145,7 @@ def test_a_rejected_request_is_not_retried():
             {"responses_create_params": {"input": "x", "max_tokens": 3}, "expected_answer": "7"}
         )
         assert verifier.score([bad], ["math"], ["7"]) == [-1.0]
-        assert dict(verifier.take_failures()) == {"rejected (422)": 1} and math.calls == 1
+        assert dict(verifier.take_counts()[0]) == {"rejected (422)": 1} and math.calls == 1
 
 
 def test_lookahead_hands_each_new_batch_over_once_and_early():

@@ -1,3 +1,3 @@
 """NeMo Gym environments for ftcore (torch is imported only inside hooks)."""
 
-__version__ = "0.1.1"
+__version__ = "0.1.2"

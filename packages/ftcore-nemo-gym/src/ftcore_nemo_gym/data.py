@@ -2,7 +2,7 @@
 
 A row is ``{"responses_create_params": {"input": [...messages], "tools": [...]?, ...},
 "agent_ref": {...}?, ...extras}``. The prompt is ``input`` (a string, or messages whose content is
-text or a list of text parts). The whole row travels beside the prompt (as JSON, since rows differ in
+text or a list of text parts; a row with an image or file part is skipped). The whole row travels beside the prompt (as JSON, since rows differ in
 shape) and is sent back to ``/verify`` with the completion, tools and extras included. Rows NeMo Gym
 would reject are skipped and reported here, before any server sees them.
 """
@@ -24,11 +24,23 @@ CREATE_PARAMS = {
 }  # fmt: skip
 
 
+#: Content part types that are text; others (``input_image``, ``input_file``) are not.
+TEXT_PARTS = {"input_text", "output_text", "text"}
+
+
 def _content(value: Any, position: int) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts = [part.get("text", "") for part in value if isinstance(part, dict)]
+        texts = []
+        for part in value:
+            kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+            if kind not in TEXT_PARTS:
+                raise RowError(
+                    f"input[{position}].content has a part of type '{kind}': the prompt would "
+                    "lose it, as the policy trains on text; keep only text parts"
+                )
+            texts.append(part.get("text", ""))
         return "".join(texts)
     raise RowError(f"input[{position}].content is {type(value).__name__}, not text")
 

@@ -115,9 +115,6 @@ class Verifier:
         with self._lock:
             self.successes += 1
 
-    def take_failures(self) -> Counter:
-        return self.take_counts()[0]
-
     def take_counts(self) -> tuple[Counter, int]:
         """``(failures by reason, calls answered)`` since the last call, and start counting anew."""
         with self._lock:
