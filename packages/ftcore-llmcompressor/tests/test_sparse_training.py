@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM
 
 from ftcore.config import load_config
@@ -152,6 +153,10 @@ def test_a_quantization_stage_shrinks_the_files_and_keeps_the_zeros(tmp_path, sp
     size = lambda folder: sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))  # noqa: E731
     assert size(cfg["output_dir"]) < 0.6 * size(sparse_only["output_dir"])
     assert_two_of_four(AutoModelForCausalLM.from_pretrained(cfg["output_dir"]))
+    # the whole history, in order: sparsify's stage, fine-tuning's, then quantization's
+    history = yaml.safe_load((Path(cfg["output_dir"]) / "recipe.yaml").read_text())
+    modifiers = [name for stage in history.values() for group in stage.values() for name in group]
+    assert modifiers == ["SparseGPTModifier", "ConstantPruningModifier", "QuantizationModifier"]
 
 
 def test_a_recipe_that_matches_nothing_is_an_error(tmp_path, sparse_model):

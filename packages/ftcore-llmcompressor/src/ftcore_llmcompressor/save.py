@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,24 @@ def quantize(model: Any, post_recipe: dict[str, Any]) -> None:
         ) from exc
 
 
+def _recipe_history(model: Any, path: Path) -> Path:
+    """Write the recipe history so far to ``path``: the base model's ``recipe.yaml`` (the stages
+    of ``ftcore sparsify``, say) and the stage of the session that fine-tuned, if one ran."""
+    from llmcompressor import active_session
+    from llmcompressor.transformers.utils.helpers import infer_recipe_from_model_path
+
+    existing = infer_recipe_from_model_path(model.name_or_path)
+    active_session().lifecycle.recipe.yaml(file_path=str(path), existing_recipe_path=existing)
+    return path
+
+
+def _append_session_recipe(history: Path, path: Path) -> None:
+    """Rewrite ``path`` as ``history`` followed by the active session's stages."""
+    from llmcompressor import active_session
+
+    active_session().lifecycle.recipe.yaml(file_path=str(path), existing_recipe_path=str(history))
+
+
 def save_sparse(cfg: Any, trainer: Any, output_dir: str, post_recipe: dict[str, Any]) -> None:
     from llmcompressor.transformers.compression.compressed_tensors_utils import (
         modify_save_pretrained,
@@ -45,12 +64,18 @@ def save_sparse(cfg: Any, trainer: Any, output_dir: str, post_recipe: dict[str, 
         apply_masks(model, masks)
         log.info("ftcore: merged the LoRA adapter into the sparse base and kept its zeros")
     model.config.use_cache = True
-    if post_recipe:
-        quantize(model, post_recipe)
-    modify_save_pretrained(model)
-    staging = staging_dir(output_dir)
-    model.save_pretrained(str(staging), save_compressed=cfg.llmcompressor.save_compressed)
-    trainer.processing_class.save_pretrained(str(staging))
+    with tempfile.TemporaryDirectory() as scratch:
+        history = None
+        if post_recipe:
+            # oneshot starts a session of its own: keep the fine-tuning session's stage first
+            history = _recipe_history(model, Path(scratch) / "recipe.yaml")
+            quantize(model, post_recipe)
+        modify_save_pretrained(model)
+        staging = staging_dir(output_dir)
+        model.save_pretrained(str(staging), save_compressed=cfg.llmcompressor.save_compressed)
+        if history is not None:
+            _append_session_recipe(history, staging / "recipe.yaml")
+        trainer.processing_class.save_pretrained(str(staging))
     publish(staging, output_dir)
     size = sum(p.stat().st_size for p in Path(output_dir).glob("*.safetensors"))
     log.info("ftcore: saved the sparse model to %s (%.1f MB of weights)", output_dir, size / 1e6)
