@@ -50,6 +50,23 @@ def test_grouped_kernel_matches_the_reference_in_bf16(routing, hidden, out, tile
         assert relative_error(a, b) < 1e-2, name
 
 
+def test_float32_products_follow_torch_s_tf32_setting(monkeypatch):
+    """Without TF32 (torch's default) the kernels match float32 matmuls closely; TF32's 10-bit
+    mantissa would leave errors near 1e-3."""
+    torch.manual_seed(0)
+    tokens, experts, top_k, hidden, out = 1024, 16, 2, 1024, 768
+    x = torch.randn(tokens, hidden, device="cuda")
+    w = torch.randn(experts, out, hidden, device="cuda") / hidden**0.5
+    order = sort_by_expert(torch.randn(tokens, experts, device="cuda").topk(top_k, -1).indices,
+                           experts)  # fmt: skip
+    g = torch.randn(order.source.numel(), out, device="cuda")
+    assert kernels.dot_precision(torch.float32) == "ieee"
+    expected = run("reference", monkeypatch, x, w, order.offsets, order.source, g)
+    got = run("triton", monkeypatch, x, w, order.offsets, order.source, g, order.rows)
+    for name, a, b in zip(("output", "dx", "dweight"), got, expected):
+        assert relative_error(a, b) < 1e-5, name
+
+
 @pytest.mark.parametrize("weights_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize(("tokens", "top_k", "hidden"), [(8192, 8, 2048), (4093, 6, 1100)])
 def test_combine_matches_torch_in_bf16(tokens, top_k, hidden, weights_dtype, monkeypatch):

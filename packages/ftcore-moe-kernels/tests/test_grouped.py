@@ -148,3 +148,24 @@ def test_the_kernels_keep_their_autotuning_for_later_runs():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [(None, "ieee"), ("highest", "ieee"), ("high", "tf32"), ("global-tf32", "tf32")],
+)
+def test_float32_products_use_tf32_only_where_torch_s_matmuls_would(setting, expected):
+    from ftcore_moe_kernels.kernels import dot_precision
+
+    matmul, saved = torch.backends.cuda.matmul, (
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.fp32_precision
+    )  # fmt: skip
+    try:
+        if setting == "global-tf32":  # what transformers' `tf32: true` sets
+            torch.backends.fp32_precision = "tf32"
+        elif setting is not None:
+            torch.set_float32_matmul_precision(setting)
+        assert dot_precision(torch.float32) == expected
+        assert dot_precision(torch.bfloat16) == "tf32"  # Triton's default: not float32's concern
+    finally:
+        matmul.fp32_precision, torch.backends.fp32_precision = saved

@@ -1,3 +1,3 @@
 """MoE expert kernels for ftcore (torch and triton are imported only inside hooks)."""
 
-__version__ = "0.4.3"
+__version__ = "0.4.4"

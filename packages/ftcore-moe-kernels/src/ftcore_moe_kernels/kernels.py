@@ -57,6 +57,23 @@ LORA_FUSION = _setting("FTCORE_MOE_LORA_FUSION", "loop", ("loop", "epilogue"))
 TILE_ORDER = _setting("FTCORE_MOE_TILE_ORDER", "grouped", ("grouped", "spread"))
 
 
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot``'s ``input_precision``: float32 products use TF32 only where torch's matmuls
+    would (``tf32: true``, ``torch.set_float32_matmul_precision("high")``); Triton would always.
+    Other dtypes are unaffected."""
+    if dtype != torch.float32:
+        return "tf32"
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):  # torch before 2.9
+        return "tf32" if matmul.allow_tf32 else "ieee"
+    # matmul's own setting (which the legacy API sets too), else the global one (transformers'
+    # `tf32` sets that), else torch's default
+    for setting in (matmul.fp32_precision, torch.backends.fp32_precision):
+        if setting in ("tf32", "ieee"):
+            return setting
+    return "ieee"
+
+
 def _configs(names: tuple[str, ...], shapes: list[tuple[int, ...]]) -> list[triton.Config]:
     """One config per ``(*block sizes named by names, num_warps, num_stages)``."""
     if os.environ.get("TRITON_INTERPRET") == "1":  # the CPU tests: one small shape
@@ -109,7 +126,8 @@ def _grouped_mm_kernel(
     stride_xm, stride_xk, stride_we, stride_wn, stride_wk, stride_ym, stride_yn,
     stride_ae, stride_ar, stride_ak, stride_be, stride_bn, stride_br, stride_lm, stride_lr,
     GATHER: tl.constexpr, LORA: tl.constexpr, LOW_IN_LOOP: tl.constexpr, GROUPED: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     if GROUPED:  # a tile of rows across all its columns
@@ -137,11 +155,11 @@ def _grouped_mm_kernel(
                     mask=row_mask[:, None] & (k[None, :] < K), other=0.0)  # fmt: skip
         w = tl.load(w_ptr + expert * stride_we + cols[None, :] * stride_wn + k[:, None] * stride_wk,
                     mask=(cols[None, :] < N) & (k[:, None] < K), other=0.0)  # fmt: skip
-        acc += tl.dot(x, w)
+        acc += tl.dot(x, w, input_precision=PRECISION)
         if LORA and LOW_IN_LOOP:
             a = tl.load(a_ptr + expert * stride_ae + ranks[None, :] * stride_ar + k[:, None] * stride_ak,
                         mask=(ranks[None, :] < R) & (k[:, None] < K), other=0.0)  # fmt: skip
-            low += tl.dot(x, a)
+            low += tl.dot(x, a, input_precision=PRECISION)
     if LORA:  # the epilogue adds scaling * low @ b[e].T
         low_rows = low_ptr + rows[:, None] * stride_lm + ranks[None, :] * stride_lr
         low_mask = row_mask[:, None] & (ranks[None, :] < R)
@@ -153,7 +171,7 @@ def _grouped_mm_kernel(
             low = tl.load(low_rows, mask=low_mask, other=0.0)
         b = tl.load(b_ptr + expert * stride_be + cols[None, :] * stride_bn + ranks[:, None] * stride_br,
                     mask=(cols[None, :] < N) & (ranks[:, None] < R), other=0.0)  # fmt: skip
-        acc += scaling * tl.dot(low, b)
+        acc += scaling * tl.dot(low, b, input_precision=PRECISION)
     tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :] * stride_yn,
              acc.to(y_ptr.dtype.element_ty), mask=row_mask[:, None] & (cols[None, :] < N))  # fmt: skip
 
@@ -163,8 +181,8 @@ def _grouped_mm_kernel(
 def _grouped_weight_grad_kernel(
     x_ptr, g_ptr, dw_ptr, gather_ptr, offsets_ptr, scale, N, K,
     stride_xm, stride_xk, stride_gm, stride_gn, stride_de, stride_dn, stride_dk,
-    GATHER: tl.constexpr, GROUPED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    GATHER: tl.constexpr, GROUPED: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     if GROUPED:  # the grid is (K tiles, N tiles, experts): one expert's tiles run together
         expert, column_tile, inner_tile = tl.program_id(2), tl.program_id(1), tl.program_id(0)
@@ -183,7 +201,7 @@ def _grouped_weight_grad_kernel(
                     mask=row_mask[:, None] & (cols[None, :] < N), other=0.0)  # fmt: skip
         x = tl.load(x_ptr + source[:, None] * stride_xm + inner[None, :] * stride_xk,
                     mask=row_mask[:, None] & (inner[None, :] < K), other=0.0)  # fmt: skip
-        acc += tl.dot(tl.trans(g), x)
+        acc += tl.dot(tl.trans(g), x, input_precision=PRECISION)
     expert64 = expert.to(tl.int64)
     tl.store(dw_ptr + expert64 * stride_de + cols[:, None] * stride_dn + inner[None, :] * stride_dk,
              (acc * scale).to(dw_ptr.dtype.element_ty), mask=(cols[:, None] < N) & (inner[None, :] < K))  # fmt: skip
@@ -260,7 +278,7 @@ def _launch_grouped_mm(x, weight, offsets, gather, rows, lora):
         y.stride(0), y.stride(1), a.stride(0), a.stride(1), a.stride(2),
         b.stride(0), b.stride(1), b.stride(2), low.stride(0), low.stride(1),
         GATHER=gather is not None, LORA=lora is not None, LOW_IN_LOOP=low_in_loop,
-        GROUPED=TILE_ORDER == "grouped", BLOCK_M=BLOCK_M,
+        GROUPED=TILE_ORDER == "grouped", PRECISION=dot_precision(x.dtype), BLOCK_M=BLOCK_M,
         BLOCK_R=max(16, triton.next_power_of_2(rank)),
     )  # fmt: skip
     return y, low
@@ -287,6 +305,6 @@ def grouped_weight_grad(x: torch.Tensor, grad: torch.Tensor, offsets: torch.Tens
         x, grad, dweight, gather if gather is not None else offsets32, offsets32, scale, n, k,
         x.stride(0), x.stride(1), grad.stride(0), grad.stride(1),
         dweight.stride(0), dweight.stride(1), dweight.stride(2), GATHER=gather is not None,
-        GROUPED=grouped,
+        GROUPED=grouped, PRECISION=dot_precision(x.dtype),
     )  # fmt: skip
     return dweight
