@@ -130,7 +130,27 @@ def test_true_for_a_plugin_s_number_key_is_refused(plugin_site):
     )
 
 
+def test_true_in_a_list_of_numbers_or_under_a_prefixed_name_is_refused():
+    message = error_of(
+        {"fsdp_config": {"fsdp_min_num_params": True}, "trl": {"reward_weights": [True, 0.5]}}
+    )
+    assert message.splitlines()[1:] == [
+        "  fsdp_config.fsdp_min_num_params: expected an integer, got true (the default is 0)",
+        "  trl.reward_weights[0]: expected a number, got true",
+    ]
+
+
 def test_true_stays_valid_where_a_key_takes_a_flag_or_a_number():
+    from pydantic import BaseModel
+
+    from ftcore.config.numbers import find_booleans_for_numbers
+
+    class Keys(BaseModel):
+        flag_or_count: bool | int = False
+        counts: list[int] = []
+
+    found = find_booleans_for_numbers({"flag_or_count": True, "counts": [1, True]}, Keys)
+    assert [(p.path, p.message) for p in found] == [("counts[1]", "expected an integer, got true")]
     cfg = load_config({"bf16": True, "trust_remote_code": False, "learning_rate": 1}).cfg
     assert cfg.bf16 is True and cfg.learning_rate == 1.0
 

@@ -102,7 +102,7 @@ def test_sharding_without_a_gpu_says_so(tmp_path, base_model, monkeypatch):
 def test_launch_commands_for_one_node_and_for_a_cluster(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     local = torchrun_command(Launch(4), ["train", "cfg.yml", "lr=1e-4"])
-    assert local[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=1",
+    assert local[1:] == ["-m", "ftcore.launch", "--nproc-per-node=4", "--nnodes=1",
                          "--standalone", "-m", "ftcore", "train", "cfg.yml", "lr=1e-4"]  # fmt: skip
     node = Launch(8, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29400)
     node.check()

@@ -307,13 +307,17 @@ def test_ctrl_c_during_a_checkpoint_save_leaves_no_partial_folder(
 def test_ctrl_c_during_the_final_save_leaves_no_hidden_half_saved_model(
     tmp_path, base_model, monkeypatch
 ):
-    import ftcore.saving
+    from transformers import Trainer
 
-    def interrupted(staging, output_dir):
-        assert any(staging.glob("*.safetensors"))  # the weights were written, not yet moved
-        raise KeyboardInterrupt
+    real_save = Trainer.save_model
 
-    monkeypatch.setattr(ftcore.saving, "publish", interrupted)
+    def interrupted(self, output_dir=None, _internal_call=False):
+        real_save(self, output_dir, _internal_call)
+        if not _internal_call:  # the final save, not a checkpoint's: written, not yet published
+            assert any(Path(output_dir).glob("*.safetensors"))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_model", interrupted)
     cfg = run_config(tmp_path, base_model, max_steps=1)
     with pytest.raises(KeyboardInterrupt):
         train(load_config(cfg))
@@ -393,34 +397,40 @@ def test_cli_reports_bad_data_without_a_traceback_or_output(tmp_path, base_model
     assert not Path(cfg["output_dir"]).exists()
 
 
-def test_ctrl_c_in_cli_training_names_the_checkpoint_to_continue_from(tmp_path, base_model):
+@pytest.mark.parametrize("launch", [[], ["--nproc", "2"]], ids=["one-process", "nproc-2"])
+def test_ctrl_c_in_cli_training_names_the_checkpoint_to_continue_from(tmp_path, base_model, launch):
+    import os
     import signal
     import time
 
     cfg = run_config(tmp_path, base_model, max_steps=100_000, save_steps=1, save_total_limit=2)
     path = tmp_path / "run.yml"
     path.write_text(json.dumps(cfg))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ftcore", "train", str(path)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    out = Path(cfg["output_dir"])
-    deadline = time.monotonic() + 300
-    while checkpoints.newest_complete(out) is None and time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    out = tmp_path / "other-out"  # an override the continuing command must keep
+    command = ["ftcore", "train", str(path), f"output_dir={out}", *launch]
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        # its own process group, which gets the SIGINT, as a terminal's Ctrl-C would send it
+        process = subprocess.Popen([sys.executable, "-m", *command], stderr=stderr,
+                                   stdout=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while checkpoints.newest_complete(out) is None:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    text = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == 130
-    last = stderr.strip().splitlines()[-1]
     newest = checkpoints.newest_complete(out)
-    assert last == (
-        f"interrupted (Ctrl-C): the newest complete checkpoint is {newest}; "
-        f"continue with: ftcore train {path} resume_from_checkpoint=auto"
+    again = " ".join([*command[:3], f"output_dir={out}", *launch, "resume_from_checkpoint=auto"])
+    assert text.strip().splitlines()[-1] == (
+        f"interrupted (Ctrl-C): the newest complete checkpoint is {newest}; continue with: {again}"
     )
-    assert "Traceback" not in stderr
+    assert text.count("interrupted (Ctrl-C)") == 1
+    assert "Traceback" not in text
 
 
 def test_cli_preprocess_then_train_reuses_the_cache(tmp_path, base_model):

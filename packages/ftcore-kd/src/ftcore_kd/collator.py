@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ftcore_kd.data import KD_FEATURES
 
-log = logging.getLogger("ftcore")
-
 
 class KDCollator:
-    """Wraps the core collator; pads ``kd_*`` fields to the batch's length and k.
+    """Wraps the core collator; pads ``kd_*`` fields to the batch's length and k."""
 
-    :param top_k: ``kd_top_k``; the first batch is checked against it (the data may hold fewer).
-    """
-
-    def __init__(self, base: Any, top_k: int | None = None):
+    def __init__(self, base: Any, pad_to_multiple_of: int | None = None):
         self.base = base
-        self.top_k = top_k
-        self._checked_k = top_k is None
+        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import numpy as np
@@ -46,19 +39,4 @@ class KDCollator:
             )
             mask[index, :length] = torch.from_numpy(np.asarray(feature["kd_mask"], dtype=bool))
         batch.update(kd_token_ids=ids, kd_logprobs=logprobs, kd_mask=mask)
-        if not self._checked_k:
-            self._checked_k = True
-            self._warn_if_fewer_than_top_k(logprobs, mask)
         return batch
-
-    def _warn_if_fewer_than_top_k(self, logprobs: Any, mask: Any) -> None:
-        if not mask.any():
-            return
-        held = int(logprobs.isfinite().sum(-1)[mask].max())
-        if held < self.top_k:
-            log.warning(
-                "ftcore: kd_top_k is %d, but the dataset's logprobs hold at most %d tokens per "
-                "position (first batch): KD trains on those %d. Set kd_top_k: %d to say so, or "
-                "make the data again with kd_top_k %d (ftcore kd generate)",
-                self.top_k, held, held, held, self.top_k,
-            )  # fmt: skip

@@ -4,7 +4,8 @@ torchrun starts one process per GPU, sets ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``
 runs ``python -m ftcore train`` with the same arguments; accelerate then sets up DDP, FSDP2 or
 DeepSpeed from the config. On one node the rendezvous is local (``--standalone``, a free port);
 across nodes every node runs the same command with its ``--node-rank`` and the address and port of
-node 0 (default port 29500).
+node 0 (default port 29500). torchrun runs as ``python -m ftcore.launch`` (:func:`main`), which
+leaves out its traceback when Ctrl-C stops the run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class Launch:
                 "this process was already started by torchrun or accelerate launch; drop --nproc"
             )
 
+    def cli_arguments(self) -> list[str]:
+        """The ``ftcore train`` options that give this launch."""
+        arguments = ["--nproc", str(self.nproc)]
+        if self.nnodes != 1:
+            arguments += ["--nnodes", str(self.nnodes), "--node-rank", str(self.node_rank)]
+        if self.master_addr:
+            arguments += ["--master-addr", self.master_addr]
+        if self.master_port is not None:
+            arguments += ["--master-port", str(self.master_port)]
+        return arguments
+
     def torchrun_arguments(self) -> list[str]:
         arguments = [f"--nproc-per-node={self.nproc}", f"--nnodes={self.nnodes}"]
         if self.nnodes == 1 and self.master_port is None:
@@ -54,11 +66,12 @@ class Launch:
 
 
 def torchrun_command(launch: Launch, command: list[str]) -> list[str]:
-    """The command line that runs ``python -m ftcore <command>`` in every process."""
+    """The command line that runs ``python -m ftcore <command>`` in every process, through
+    torchrun (by way of :func:`main`)."""
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "ftcore.launch",
         *launch.torchrun_arguments(),
         "-m",
         "ftcore",
@@ -66,7 +79,35 @@ def torchrun_command(launch: Launch, command: list[str]) -> list[str]:
     ]
 
 
+#: Set in the processes this launcher starts: they leave the Ctrl-C message to it.
+LAUNCHED = "FTCORE_LAUNCHED"
+
+
 def run_under_torchrun(launch: Launch, command: list[str]) -> int:
-    """Run ``ftcore <command>`` in ``launch.nproc`` processes on this node; their exit status."""
+    """Run ``ftcore <command>`` in ``launch.nproc`` processes on this node; their exit status.
+
+    On Ctrl-C, torchrun (which got it too) stops the processes; this waits for that, then
+    re-raises, so that nothing they print comes after the caller's message.
+    """
     launch.check()
-    return subprocess.run(torchrun_command(launch, command), check=False).returncode
+    process = subprocess.Popen(torchrun_command(launch, command), env={**os.environ, LAUNCHED: "1"})
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+
+
+def main() -> None:
+    """torchrun, minus its traceback on Ctrl-C: it stops the processes and exits with 130."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import main as torchrun
+
+    try:
+        torchrun(sys.argv[1:])
+    except SignalException as exc:  # raised once the processes are stopped
+        sys.exit(128 + int(exc.sigval))
+
+
+if __name__ == "__main__":
+    main()

@@ -86,11 +86,12 @@ def _save_final(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
         trainer.accelerator.wait_for_everyone()
         if is_main_process():
             tokenizer.save_pretrained(str(staging))
-            publish(staging, output_dir)
     except BaseException:  # Ctrl-C or a full disk: no hidden half-saved model stays behind
         if is_main_process():
             shutil.rmtree(staging, ignore_errors=True)
         raise
+    if is_main_process():
+        publish(staging, output_dir)  # outside: once it starts, the staging folder is the model
 
 
 def _sft_trainer(
@@ -130,20 +131,16 @@ def train(loaded: Any) -> dict[str, Any]:
     except BaseException as exc:
         loaded.host.on_train_error(loaded.cfg, exc)
         if new_output and is_main_process():
-            _remove_empty_folders(output_dir)
+            _remove_if_no_file(output_dir)
         raise
 
 
-def _remove_empty_folders(top: Path) -> None:
-    """Remove ``top`` and the folders under it that hold no file: what a run that failed early
-    created (a tracker's log folder, for one). Anything with a file in it stays."""
-    if not top.is_dir():
+def _remove_if_no_file(top: Path) -> None:
+    """Remove ``top`` if no file is in it, with its empty folders: what a run that failed early
+    created (a tracker's log folder, for one)."""
+    if not top.is_dir() or any(files for _, _, files in os.walk(top)):
         return
-    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-        try:
-            Path(folder).rmdir()
-        except OSError:
-            pass  # not empty
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def _train(loaded: Any) -> dict[str, Any]:

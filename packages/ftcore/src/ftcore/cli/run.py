@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+
 import click
 
 from ftcore.errors import FtcoreError
@@ -65,27 +68,33 @@ def train(
         from ftcore.launch import Launch, run_under_torchrun
 
         launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
-        load(config_path, overrides)  # config errors once, before any process starts
-        status = run_under_torchrun(launch, ["train", config_path, *overrides])
+        loaded = load(config_path, overrides)  # config errors once, before any process starts
+        try:
+            status = run_under_torchrun(launch, ["train", config_path, *overrides])
+        except KeyboardInterrupt:
+            again = [config_path, *overrides, *launch.cli_arguments()]
+            raise KeyboardInterrupt(describe_resume(loaded.cfg.output_dir, again)) from None
         if status:
             raise click.exceptions.Exit(status)
         return
 
+    from ftcore.launch import LAUNCHED
     from ftcore.pipeline import train as run_training
 
     loaded = load(config_path, overrides)
     try:
         metrics = run_training(loaded)
     except KeyboardInterrupt:
-        if not is_main_process():
-            raise
-        raise KeyboardInterrupt(_where_to_resume(loaded.cfg.output_dir, config_path)) from None
+        if not is_main_process() or os.environ.get(LAUNCHED):  # one message, from rank 0 or --nproc
+            raise click.exceptions.Exit(130) from None
+        again = [config_path, *overrides]
+        raise KeyboardInterrupt(describe_resume(loaded.cfg.output_dir, again)) from None
     if "train_loss" in metrics and is_main_process():
         click.echo(f"train_loss: {metrics['train_loss']:.4f}")
 
 
-def _where_to_resume(output_dir: str, config_path: str) -> str:
-    """What an interrupted ``ftcore train`` leaves, and the command that continues it."""
+def describe_resume(output_dir: str, arguments: list[str]) -> str:
+    """What an interrupted ``ftcore train ARGUMENTS`` leaves, and the command that continues it."""
     from pathlib import Path
 
     from ftcore.training.checkpoints import newest_complete
@@ -93,10 +102,9 @@ def _where_to_resume(output_dir: str, config_path: str) -> str:
     newest = newest_complete(Path(output_dir))
     if newest is None:
         return f"no complete checkpoint in {output_dir}; the run starts from step 0 next time"
-    return (
-        f"the newest complete checkpoint is {newest}; continue with: "
-        f"ftcore train {config_path} resume_from_checkpoint=auto"
-    )
+    # the same arguments (an output_dir override among them), then auto: the last value wins
+    command = ["ftcore", "train", *arguments, "resume_from_checkpoint=auto"]
+    return f"the newest complete checkpoint is {newest}; continue with: {shlex.join(command)}"
 
 
 @click.command(context_settings=OVERRIDE_SETTINGS)

@@ -16,7 +16,7 @@ from ftcore.claims import find_claim_conflicts
 from ftcore.config.checks import core_problems, run_problems
 from ftcore.config.compose import compose_schema
 from ftcore.config.messages import problems_from_validation
-from ftcore.config.numbers import booleans_for_numbers
+from ftcore.config.numbers import find_booleans_for_numbers
 from ftcore.config.overrides import apply_overrides, parse_override_args
 from ftcore.config.owners import name_unlisted_owners
 from ftcore.config.redact import redact
@@ -164,7 +164,7 @@ def load_config(
     types_known, type_problems = dataset_types(host)
     problems += type_problems
     apply_overrides(raw, [pair for pair in pairs if pair not in plugin_overrides], model)
-    booleans = booleans_for_numbers(raw, model)
+    booleans = find_booleans_for_numbers(raw, model)
 
     try:
         cfg = model.model_validate(raw, context={"dataset_types": types_known})

@@ -48,28 +48,53 @@ def _models_in(annotation: Any, container: type) -> list[type[BaseModel]]:
     return found
 
 
-def booleans_for_numbers(
+def _item_number_kind(annotation: Any) -> str | None:
+    """:func:`_number_kind` of the items of a ``list[...]`` field."""
+    for member in _members(annotation):
+        if typing.get_origin(member) is list and (args := typing.get_args(member)):
+            return _number_kind(args[0])
+    return None
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    """The field ``key`` sets: a block may take other spellings of its keys (``fsdp_config``
+    takes Axolotl's ``fsdp_``-prefixed names), through a ``field_name`` class method."""
+    rename = getattr(model, "field_name", None)
+    return model.model_fields.get(rename(key) if callable(rename) else key)
+
+
+def _problem(where: tuple[str | int, ...], kind: str, value: bool, field: Any) -> Problem:
+    message = f"expected {kind}, got {str(value).lower()}"
+    if field is not None and not field.is_required() and field.default is not None:
+        message += f" (the default is {field.default!r})"
+    return Problem(format_path(where), message)
+
+
+def find_booleans_for_numbers(
     data: dict[str, Any], model: type[BaseModel], path: tuple[str | int, ...] = ()
 ) -> list[Problem]:
-    """A problem for each ``true``/``false`` given to a number field of ``model``, nested blocks
-    and list entries included."""
+    """A problem for each ``true``/``false`` given to a number field of ``model`` (or to an item
+    of a list of numbers), nested blocks and list entries included."""
     problems = []
     for key, value in data.items():
-        field = model.model_fields.get(key) if isinstance(key, str) else None
+        field = _field(model, key) if isinstance(key, str) else None
         if field is None:
             continue  # unknown keys are pydantic's to report
         where = (*path, key)
         if isinstance(value, bool) and (kind := _number_kind(field.annotation)):
-            message = f"expected {kind}, got {str(value).lower()}"
-            if not field.is_required() and field.default is not None:
-                message += f" (the default is {field.default!r})"
-            problems.append(Problem(format_path(where), message))
+            problems.append(_problem(where, kind, value, field))
         elif isinstance(value, dict):
             for block in _models_in(field.annotation, dict)[:1]:
-                problems += booleans_for_numbers(value, block, where)
+                problems += find_booleans_for_numbers(value, block, where)
         elif isinstance(value, list):
+            if kind := _item_number_kind(field.annotation):
+                problems += [
+                    _problem((*where, index), kind, item, None)
+                    for index, item in enumerate(value)
+                    if isinstance(item, bool)
+                ]
             for entry_model in _models_in(field.annotation, list)[:1]:
                 for index, entry in enumerate(value):
                     if isinstance(entry, dict):
-                        problems += booleans_for_numbers(entry, entry_model, (*where, index))
+                        problems += find_booleans_for_numbers(entry, entry_model, (*where, index))
     return problems

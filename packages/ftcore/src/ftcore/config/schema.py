@@ -182,6 +182,13 @@ class FSDPConfig(StrictModel):
         False, description="Load the weights on rank 0 only and broadcast them (large models)."
     )
 
+    @classmethod
+    def field_name(cls, key: str) -> str:
+        """The field that ``key`` sets: Axolotl's ``fsdp_``-prefixed names are accepted."""
+        name = key.removeprefix("fsdp_")
+        name = "cpu_offload" if name == "offload_params" else name
+        return name if name in cls.model_fields else key  # unknown: reported as the user wrote it
+
     @model_validator(mode="before")
     @classmethod
     def _accept_prefixed_names(cls, data: Any) -> Any:
@@ -190,10 +197,7 @@ class FSDPConfig(StrictModel):
         renamed: dict[str, Any] = {}
         written: dict[str, str] = {}
         for key, value in data.items():
-            name = key.removeprefix("fsdp_")
-            name = "cpu_offload" if name == "offload_params" else name
-            if name not in cls.model_fields:
-                name = key  # unknown: reported under the name the user wrote
+            name = cls.field_name(key)
             if name in written:
                 raise ValueError(f"{written[name]} and {key} set the same key; keep one")
             written[name] = key
