@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from types import SimpleNamespace
 
@@ -119,24 +118,3 @@ def test_packed_rows_and_batches_keep_the_teacher_fields_aligned():
     padded = KDCollator(PaddingCollator(0))([row, {**row, **{k: v[:-2] for k, v in row.items()}}])
     assert padded["kd_mask"][1, -2:].tolist() == [False, False]
     assert torch.isinf(padded["kd_logprobs"][1, -1]).all()
-
-
-def test_a_kd_top_k_above_what_the_data_holds_is_warned_about_once(caplog):
-    tokenizer, ids = tokens()
-    entries = [None] + [{"token_ids": [t, 5], "logprobs": [-0.5, -1.5]} for t in ids[1:]]
-    row = KDChatTemplate().tokenize(
-        {"messages": MESSAGES, "logprobs": entries}, tokenizer, ds(), cfg(kd_top_k=8)
-    )
-    collate = KDCollator(PaddingCollator(0), top_k=8)
-    with caplog.at_level(logging.WARNING, logger="ftcore"):
-        collate([row])
-        collate([row])
-    assert [r.getMessage() for r in caplog.records] == [
-        "ftcore: kd_top_k is 8, but the dataset's logprobs hold at most 2 tokens per position "
-        "(first batch): KD trains on those 2. Set kd_top_k: 2 to say so, or make the data again "
-        "with kd_top_k 8 (ftcore kd generate)"
-    ]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="ftcore"):
-        KDCollator(PaddingCollator(0), top_k=2)([row])
-    assert not caplog.records

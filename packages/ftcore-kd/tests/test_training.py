@@ -324,3 +324,24 @@ def test_both_loss_weights_zero_is_a_config_error(tmp_path, models, kd_data):
                       datasets=[{"path": str(kd_data["kd"]), "type": "kd.chat_template"}])  # fmt: skip
     with pytest.raises(ConfigError, match="kd_alpha and kd_ce_alpha are both 0"):
         load_config(cfg)
+
+
+def test_a_kd_top_k_above_what_the_data_holds_is_warned_about_once(
+    tmp_path, models, kd_data, caplog
+):
+    import logging
+
+    cfg = base_config(tmp_path, models["student"], plugins=["kd"], kd_top_k=2 * TOP_K,
+                      max_steps=1, num_epochs=None,
+                      datasets=[{"path": str(kd_data["kd"]), "type": "kd.chat_template"}])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        train(load_config(cfg))
+    assert [m for m in caplog.messages if "kd_top_k" in m] == [
+        f"ftcore: kd_top_k is {2 * TOP_K}, but the dataset's logprobs hold at most {TOP_K} tokens "
+        f"per position: KD trains on those {TOP_K}. Set kd_top_k: {TOP_K} to say so, or make the "
+        f"data again with kd_top_k {2 * TOP_K} (ftcore kd generate)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        train(load_config({**cfg, "kd_top_k": TOP_K, "output_dir": str(tmp_path / "again")}))
+    assert not [m for m in caplog.messages if "kd_top_k" in m]

@@ -109,6 +109,20 @@ def teacher_rows(entries: Any, length: int, top_k: int | None, ds: Any, cfg: Any
     return out_ids, out_logprobs, present
 
 
+def most_tokens_held(dataset: Any, rows: int = 32) -> int | None:
+    """The most teacher tokens a position holds in the first ``rows`` rows of a tokenized KD
+    dataset (rows are padded to ``kd_top_k`` with -inf), or ``None`` for other data."""
+    import numpy as np
+
+    if dataset is None or "kd_logprobs" not in (dataset.column_names or []):
+        return None
+    held = 0
+    for logprobs in dataset.select(range(min(rows, len(dataset))))["kd_logprobs"]:
+        if logprobs:
+            held = max(held, int(np.isfinite(np.asarray(logprobs, np.float32)).sum(-1).max()))
+    return held
+
+
 def student_vocab(cfg: Any, tokenizer: Any) -> int:
     """How many token ids the student has: its config's vocabulary, or the tokenizer's length
     when that is larger (the embeddings are resized to it)."""

@@ -87,7 +87,25 @@ class KDPlugin:
         from ftcore_kd.collator import KDCollator
 
         base = (PackedCollator if cfg.sample_packing else PaddingCollator)(tokenizer.pad_token_id)
-        return KDCollator(base, top_k=None if is_eval else cfg.kd_top_k)  # one warning is enough
+        return KDCollator(base)
+
+    @hookimpl
+    def ftcore_post_trainer_create(self, cfg, trainer):
+        """Warn (rank 0) when ``kd_top_k`` asks for more tokens than the dataset's logprobs hold."""
+        from ftcore.dist import is_main_process
+        from ftcore_kd.data import most_tokens_held
+
+        offline = cfg.kd_trainer and not (cfg.kd_teacher_model or cfg.kd_online_server_base_url)
+        if not (offline and cfg.kd_top_k and is_main_process()):
+            return
+        held = most_tokens_held(trainer.train_dataset)
+        if held is not None and held < cfg.kd_top_k:
+            log.warning(
+                "ftcore: kd_top_k is %d, but the dataset's logprobs hold at most %d tokens per "
+                "position: KD trains on those %d. Set kd_top_k: %d to say so, or make the data "
+                "again with kd_top_k %d (ftcore kd generate)",
+                cfg.kd_top_k, held, held, held, cfg.kd_top_k,
+            )  # fmt: skip
 
     @hookimpl
     def ftcore_post_model_load(self, cfg, model, tokenizer):
