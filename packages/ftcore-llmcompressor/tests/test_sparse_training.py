@@ -128,19 +128,23 @@ def test_a_resumed_run_stays_sparse(tmp_path, sparse_model, plugin_site, monkeyp
     assert_two_of_four(AutoModelForCausalLM.from_pretrained(cfg["output_dir"]))
 
 
-def test_a_quantization_stage_shrinks_the_files_and_keeps_the_zeros(tmp_path, sparse_model):
-    recipe = {
-        **PRUNING,
-        "quant_stage": {
-            "quant_modifiers": {
-                "QuantizationModifier": {
-                    "targets": ["Linear"],
-                    "scheme": "W8A8",
-                    "ignore": ["lm_head"],
-                }
-            }
-        },
+QUANTIZATION = {
+    "quant_stage": {
+        "quant_modifiers": {
+            "QuantizationModifier": {"targets": ["Linear"], "scheme": "W8A8", "ignore": ["lm_head"]}
+        }
     }
+}
+
+
+def recipe_history(folder) -> list[str]:
+    """The modifiers of a saved ``recipe.yaml``, stage by stage."""
+    history = yaml.safe_load((Path(folder) / "recipe.yaml").read_text())
+    return [name for stage in history.values() for group in stage.values() for name in group]
+
+
+def test_a_quantization_stage_shrinks_the_files_and_keeps_the_zeros(tmp_path, sparse_model):
+    recipe = {**PRUNING, **QUANTIZATION}
     sparse_only, _ = fine_tune(tmp_path / "a", sparse_model)
     cfg = base_config(
         tmp_path / "b",
@@ -154,9 +158,19 @@ def test_a_quantization_stage_shrinks_the_files_and_keeps_the_zeros(tmp_path, sp
     assert size(cfg["output_dir"]) < 0.6 * size(sparse_only["output_dir"])
     assert_two_of_four(AutoModelForCausalLM.from_pretrained(cfg["output_dir"]))
     # the whole history, in order: sparsify's stage, fine-tuning's, then quantization's
-    history = yaml.safe_load((Path(cfg["output_dir"]) / "recipe.yaml").read_text())
-    modifiers = [name for stage in history.values() for group in stage.values() for name in group]
-    assert modifiers == ["SparseGPTModifier", "ConstantPruningModifier", "QuantizationModifier"]
+    assert recipe_history(cfg["output_dir"]) == [
+        "SparseGPTModifier", "ConstantPruningModifier", "QuantizationModifier"
+    ]  # fmt: skip
+
+
+def test_lora_then_quantization_records_no_fine_tuning_stage(tmp_path, sparse_model):
+    """No session runs under LoRA (the sparse base is frozen): no empty stage is recorded."""
+    cfg = base_config(
+        tmp_path, sparse_model, plugins=["llmcompressor"], max_steps=2, adapter="lora", lora_r=4,
+        lora_target_linear=True, llmcompressor={"recipe": {**PRUNING, **QUANTIZATION}},
+    )  # fmt: skip
+    train(load_config(cfg))
+    assert recipe_history(cfg["output_dir"]) == ["SparseGPTModifier", "QuantizationModifier"]
 
 
 def test_a_recipe_that_matches_nothing_is_an_error(tmp_path, sparse_model):

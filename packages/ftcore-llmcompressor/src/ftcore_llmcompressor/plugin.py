@@ -59,6 +59,7 @@ class LLMCompressorPlugin:
         )
         from ftcore_llmcompressor.session import SparseTrainingCallback
 
+        self.callback = None
         training, self.post_recipe = split(normalise(read_recipe(cfg.llmcompressor.recipe)))
         check_matches(training, model)
         check_matches(self.post_recipe, model)
@@ -85,7 +86,9 @@ class LLMCompressorPlugin:
         """Save merged, re-masked, optionally quantized, through LLM Compressor's save_pretrained."""
         from ftcore_llmcompressor.save import save_sparse
 
-        save_sparse(cfg, trainer, output_dir, self.post_recipe)
+        save_sparse(
+            cfg, trainer, output_dir, self.post_recipe, session_ran=self.callback is not None
+        )
         return True
 
     @hookimpl

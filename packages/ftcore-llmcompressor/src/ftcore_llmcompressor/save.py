@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,20 @@ def quantize(model: Any, post_recipe: dict[str, Any]) -> None:
         ) from exc
 
 
-def _recipe_history(model: Any, path: Path) -> Path:
+def _write_recipe_history(model: Any, path: Path, session_ran: bool) -> Path:
     """Write the recipe history so far to ``path``: the base model's ``recipe.yaml`` (the stages
-    of ``ftcore sparsify``, say) and the stage of the session that fine-tuned, if one ran."""
+    of ``ftcore sparsify``, say), then the stage of the session that fine-tuned, if one ran (none
+    does under LoRA)."""
     from llmcompressor import active_session
     from llmcompressor.transformers.utils.helpers import infer_recipe_from_model_path
 
     existing = infer_recipe_from_model_path(model.name_or_path)
-    active_session().lifecycle.recipe.yaml(file_path=str(path), existing_recipe_path=existing)
+    if session_ran:
+        active_session().lifecycle.recipe.yaml(file_path=str(path), existing_recipe_path=existing)
+    elif existing:
+        shutil.copyfile(existing, path)
+    else:
+        path.write_text("{}\n")
     return path
 
 
@@ -49,7 +56,9 @@ def _append_session_recipe(history: Path, path: Path) -> None:
     active_session().lifecycle.recipe.yaml(file_path=str(path), existing_recipe_path=str(history))
 
 
-def save_sparse(cfg: Any, trainer: Any, output_dir: str, post_recipe: dict[str, Any]) -> None:
+def save_sparse(
+    cfg: Any, trainer: Any, output_dir: str, post_recipe: dict[str, Any], session_ran: bool
+) -> None:
     from llmcompressor.transformers.compression.compressed_tensors_utils import (
         modify_save_pretrained,
     )
@@ -68,7 +77,7 @@ def save_sparse(cfg: Any, trainer: Any, output_dir: str, post_recipe: dict[str, 
         history = None
         if post_recipe:
             # oneshot starts a session of its own: keep the fine-tuning session's stage first
-            history = _recipe_history(model, Path(scratch) / "recipe.yaml")
+            history = _write_recipe_history(model, Path(scratch) / "recipe.yaml", session_ran)
             quantize(model, post_recipe)
         modify_save_pretrained(model)
         staging = staging_dir(output_dir)
