@@ -170,12 +170,13 @@ def test_a_sample_whose_prompt_fills_generation_max_length_is_skipped_with_a_war
     model = build_tiny_model("llama")
     long_prompt = {"input_ids": list(range(4, 14)), "labels": [-100] * 8 + [12, 13]}
     short_prompt = {"input_ids": list(range(4, 10)), "labels": [-100, -100, 6, 7, 8, 9]}
-    block = DiffusionBlock(generation_interval=1, num_generation_samples=2,
+    no_answer = {"input_ids": list(range(4, 8)), "labels": [-100] * 4}
+    block = DiffusionBlock(generation_interval=1, num_generation_samples=3,
                            generation_max_length=6, generation_steps=2)  # fmt: skip
     plugin = SimpleNamespace(mask_token_id=3, trainer=None)
     callback = SampleCallback(block, plugin)
     state = SimpleNamespace(is_world_process_zero=True, global_step=1)
-    loader = SimpleNamespace(dataset=[long_prompt, short_prompt])
+    loader = SimpleNamespace(dataset=[long_prompt, short_prompt, no_answer])
     with caplog.at_level(logging.INFO, logger="ftcore"):
         for _ in range(2):
             callback.on_step_end(None, state, None, model=model, processing_class=tokenizer,
@@ -184,7 +185,8 @@ def test_a_sample_whose_prompt_fills_generation_max_length_is_skipped_with_a_war
     assert warnings == [
         "ftcore: diffusion sample 1 is skipped: its first 6 tokens (generation_max_length) hold "
         "no answer token to mask, as its prompt is 8 tokens long; raise "
-        "diffusion.generation_max_length above that"
+        "diffusion.generation_max_length above that",
+        "ftcore: diffusion sample 3 is skipped: it has no answer token to mask",
     ]
     samples = [r.getMessage().split("\n")[0] for r in caplog.records if r.levelno == logging.INFO]
     assert samples == ["ftcore: diffusion sample 2 at step 1"] * 2

@@ -73,9 +73,10 @@ def test_text_parts_of_a_message_are_joined():
     parts["responses_create_params"]["input"][0]["content"] = [
         {"type": "input_text", "text": "3+"},
         {"type": "input_text", "text": "4="},
+        {"type": "refusal", "refusal": "?"},
     ]
     out = NemoGymRows().format_row(parts, SimpleNamespace(path="x"), settings())
-    assert out["prompt"] == [{"role": "user", "content": "3+4="}]
+    assert out["prompt"] == [{"role": "user", "content": "3+4=?"}]
 
 
 def test_discovery_honours_the_head_port_and_routes_rows():

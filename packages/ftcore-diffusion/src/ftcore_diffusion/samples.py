@@ -90,7 +90,11 @@ class SampleCallback(TrainerCallback):
         if index in self._warned_rows:
             return
         self._warned_rows.add(index)
-        prompt = next((i for i, label in enumerate(labels) if label != -100), len(labels))
+        prompt = next((i for i, label in enumerate(labels) if label != -100), None)
+        if prompt is None:
+            log.warning("ftcore: diffusion sample %d is skipped: it has no answer token to mask",
+                        index + 1)  # fmt: skip
+            return
         log.warning(
             "ftcore: diffusion sample %d is skipped: its first %d tokens (generation_max_length) "
             "hold no answer token to mask, as its prompt is %d tokens long; raise "

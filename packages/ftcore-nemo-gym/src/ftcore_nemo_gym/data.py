@@ -1,10 +1,11 @@
 """The ``nemo_gym`` dataset type: NeMo Gym's JSONL rows as GRPO prompts.
 
 A row is ``{"responses_create_params": {"input": [...messages], "tools": [...]?, ...},
-"agent_ref": {...}?, ...extras}``. The prompt is ``input`` (a string, or messages whose content is
-text or a list of text parts; a row with an image or file part is skipped). The whole row travels beside the prompt (as JSON, since rows differ in
-shape) and is sent back to ``/verify`` with the completion, tools and extras included. Rows NeMo Gym
-would reject are skipped and reported here, before any server sees them.
+"agent_ref": {...}?, ...extras}``. The prompt is ``input`` (a string, or messages whose content
+is text or a list of text parts; a row with an image or file part is skipped). The whole row
+travels beside the prompt (as JSON, since rows differ in shape) and is sent back to ``/verify``
+with the completion, tools and extras included. Rows NeMo Gym would reject are skipped and
+reported here, before any server sees them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ CREATE_PARAMS = {
 }  # fmt: skip
 
 
-#: Content part types that are text; others (``input_image``, ``input_file``) are not.
-TEXT_PARTS = {"input_text", "output_text", "text"}
+#: Content part types that are text, and the key that holds it; others (``input_image``,
+#: ``input_file``) are not text.
+TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
 
 
 def _content(value: Any, position: int) -> str:
@@ -34,13 +36,18 @@ def _content(value: Any, position: int) -> str:
     if isinstance(value, list):
         texts = []
         for part in value:
-            kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+            if not isinstance(part, dict):
+                raise RowError(
+                    f"input[{position}].content has a part that is {type(part).__name__}, not an "
+                    'object such as {"type": "input_text", "text": ...}'
+                )
+            kind = part.get("type", "text")
             if kind not in TEXT_PARTS:
                 raise RowError(
                     f"input[{position}].content has a part of type '{kind}': the prompt would "
                     "lose it, as the policy trains on text; keep only text parts"
                 )
-            texts.append(part.get("text", ""))
+            texts.append(str(part.get(TEXT_PARTS[kind], "")))
         return "".join(texts)
     raise RowError(f"input[{position}].content is {type(value).__name__}, not text")
 
