@@ -43,6 +43,9 @@ def test_defaults_and_the_swapped_values_of_the_axolotl_example():
     with pytest.raises(ConfigError) as info:
         load_config({"plugins": ["grokfast"], "grokfast_alpha": 2.0, "grokfast_lamb": 0.98})
     assert "the two look swapped" in str(info.value)
+    with pytest.raises(ConfigError) as info:  # true is no number: not a swap, one message
+        load_config({"plugins": ["grokfast"], "grokfast_alpha": True, "grokfast_lamb": 0.5})
+    assert "swapped" not in str(info.value) and "grokfast_alpha: " in str(info.value)
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan")])

@@ -26,7 +26,10 @@ class GrokfastArgs(BaseModel):
         # Axolotl's README example swaps the two values; say so instead of a bare range error.
         if isinstance(data, dict):
             alpha, lamb = data.get("grokfast_alpha"), data.get("grokfast_lamb")
-            numbers = isinstance(alpha, int | float) and isinstance(lamb, int | float)
+            numbers = all(
+                isinstance(value, int | float) and not isinstance(value, bool)
+                for value in (alpha, lamb)
+            )  # true/false are the core's to report
             if numbers and alpha >= 1 and 0 <= lamb < 1:
                 raise ValueError(
                     f"grokfast_alpha is {alpha} and grokfast_lamb is {lamb}: the two look "
