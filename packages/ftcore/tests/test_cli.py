@@ -84,6 +84,33 @@ def test_validate_prints_ok_and_errors_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_validate_notes_local_paths_that_do_not_exist_here(tmp_path):
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text(
+        "base_model: models/base/tiny-lama\n"  # no hub id has two slashes: a local folder
+        "datasets:\n  - path: data/train.jsonl\n  - path: tatsu-lab/alpaca\n"
+    )
+    result = run("validate", str(cfg))
+    assert result.returncode == 0, result.stderr  # the config may be meant for another machine
+    assert result.stderr.splitlines() == [
+        "note: base_model: no folder at models/base/tiny-lama on this machine",
+        "note: datasets[0].path: no file or folder at data/train.jsonl on this machine",
+    ]
+
+
+def test_a_local_model_folder_that_does_not_exist_is_named_as_such(tmp_path):
+    from ftcore.config import load_config
+    from ftcore.errors import FtcoreError
+    from ftcore.modeling import load_tokenizer
+
+    cfg = load_config({"base_model": str(tmp_path.name) + "/models/tiny-lama"}).cfg
+    with pytest.raises(FtcoreError) as info:  # not the hub's "Repo id must be in the form ..."
+        load_tokenizer(cfg)
+    assert str(info.value) == (
+        f"tokenizer (base_model) not found: no folder at {tmp_path.name}/models/tiny-lama"
+    )
+
+
 def test_missing_config_file_is_one_line(tmp_path):
     result = run("validate", str(tmp_path / "missing.yml"))
     assert result.returncode == 2

@@ -276,3 +276,10 @@ def test_two_processes_preparing_the_same_data_both_succeed(tmp_path, tiny_token
     assert [run.returncode for run in runs] == [0, 0, 0], [err[-500:] for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["2000"] * 3
     assert len([p for p in (tmp_path / "cache").iterdir()]) == 1  # one cache, no staging left
+
+
+def test_the_data_file_suffixes_of_the_loader_and_of_the_path_check_agree():
+    from ftcore.data.sources import _FORMATS
+    from ftcore.locations import DATA_SUFFIXES
+
+    assert set(_FORMATS) == set(DATA_SUFFIXES)

@@ -326,6 +326,29 @@ def test_ctrl_c_during_the_final_save_leaves_no_hidden_half_saved_model(
     assert not list(out.glob("*.safetensors"))
 
 
+@pytest.mark.parametrize(
+    ("length", "last"), [({"max_steps": 2}, 2), ({"max_steps": None, "num_epochs": 1}, 6)]
+)
+def test_resuming_a_finished_run_keeps_its_model_and_record(
+    tmp_path, base_model, caplog, length, last
+):
+    """transformers trains one more step when it resumes a max_steps run that reached them."""
+    import logging
+
+    cfg = run_config(tmp_path, base_model, save_steps=1, **length)
+    first = train(load_config(cfg))
+    out = Path(cfg["output_dir"])
+    record = (out / "ftcore_run.json").read_text()
+    saved = weights(out)
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        again = train(load_config({**cfg, "resume_from_checkpoint": "auto"}))
+    assert again == json.loads(record)["metrics"] and again["train_loss"] == first["train_loss"]
+    assert (out / "ftcore_run.json").read_text() == record  # not replaced by a 0-step run's
+    assert_same_weights(weights(out), saved, atol=0)
+    assert f"{out / f'checkpoint-{last}'} is the run's last step: nothing was left" in caplog.text
+    assert checkpoints.newest_complete(out) == out / f"checkpoint-{last}"
+
+
 def test_a_new_run_beside_an_earlier_runs_checkpoints_is_refused(tmp_path, base_model):
     """Rotation would keep the earlier run's higher steps, and ``auto`` would resume it."""
     first = run_config(tmp_path, base_model, max_steps=4, save_steps=2, save_total_limit=2)

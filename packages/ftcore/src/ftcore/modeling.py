@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.errors import FtcoreError, first_line
+from ftcore.locations import is_local_path
 
 log = logging.getLogger("ftcore")
 
@@ -31,9 +32,8 @@ def _source(value: str | None, what: str) -> str:
 
 def _from_hub_or_path(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
     path = Path(name).expanduser()
-    looks_local = path.exists() or name.startswith((".", "/", "~"))
-    if looks_local and not path.exists():
-        raise FtcoreError(f"{what} not found: {name}")
+    if is_local_path(name) and not path.exists():
+        raise FtcoreError(f"{what} not found: no folder at {name}")
     try:
         return loader(str(path) if path.exists() else name, **kwargs)
     except (OSError, ValueError, ImportError) as exc:

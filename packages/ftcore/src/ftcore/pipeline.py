@@ -15,6 +15,7 @@ Order of the hooks in a run (after the config hooks of :func:`ftcore.config.load
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import shutil
@@ -154,6 +155,7 @@ def _train(loaded: Any) -> dict[str, Any]:
         clear_earlier_run,
         other_parameters_error,
         resolve_resume,
+        step_of,
     )
     from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
 
@@ -202,23 +204,36 @@ def _train(loaded: Any) -> dict[str, Any]:
     trainer.ftcore_save_total_limit = cfg.save_total_limit
     host.post_trainer_create(cfg, trainer)
 
-    if resume:
-        log.info("ftcore: resuming from %s", resume)
-    try:
-        result = trainer.train(resume_from_checkpoint=resume)
-    except ValueError as error:
-        if resume and (explained := other_parameters_error(error, resume)):
-            raise explained from None
-        raise
-    metrics = dict(result.metrics)
-    if eval_set is not None:
-        metrics.update(trainer.evaluate())
-
-    if not host.save_model(cfg, trainer, str(output_dir)):
-        _save_final(trainer, tokenizer, output_dir)
-    if is_main_process():
-        write_json_atomically(output_dir / MANIFEST_NAME, build_manifest(loaded, data, metrics))
-        log.info("ftcore: saved the model and %s to %s", MANIFEST_NAME, output_dir)
+    manifest = output_dir / MANIFEST_NAME
+    resumed_step = (step_of(resume) or 0) if resume else None
+    # transformers trains one step past max_steps when it resumes a run that reached them
+    finished = resumed_step is not None and _is_saved(
+        manifest, 0 < trainer.args.max_steps <= resumed_step
+    )
+    if not finished:
+        if resume:
+            log.info("ftcore: resuming from %s", resume)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume)
+        except ValueError as error:
+            if resume and (explained := other_parameters_error(error, resume)):
+                raise explained from None
+            raise
+        # an epoch-based run that had reached its end trains no step
+        finished = resumed_step is not None and _is_saved(
+            manifest, result.global_step <= resumed_step
+        )
+    if finished:
+        metrics = _kept_metrics(resume, manifest)
+    else:
+        metrics = dict(result.metrics)
+        if eval_set is not None:
+            metrics.update(trainer.evaluate())
+        if not host.save_model(cfg, trainer, str(output_dir)):
+            _save_final(trainer, tokenizer, output_dir)
+        if is_main_process():
+            write_json_atomically(output_dir / MANIFEST_NAME, build_manifest(loaded, data, metrics))
+            log.info("ftcore: saved the model and %s to %s", MANIFEST_NAME, output_dir)
     host.post_train(cfg, trainer)
 
     del trainer, model
@@ -226,6 +241,30 @@ def _train(loaded: Any) -> dict[str, Any]:
     _empty_device_cache()
     host.post_train_unload(cfg)
     return metrics
+
+
+def _is_saved(manifest: Path, reached_the_end: bool) -> bool:
+    """Whether a resumed run that ``reached_the_end`` (no step left to train) has its final save
+    complete: its manifest is written last. Rank 0's files decide, for every rank alike."""
+    from accelerate.utils import broadcast_object_list
+
+    if not reached_the_end:
+        return False
+    found = [manifest.is_file()]
+    broadcast_object_list(found)
+    return found[0]
+
+
+def _kept_metrics(resume: str, manifest: Path) -> dict[str, Any]:
+    """Say that a finished run was resumed; its manifest's metrics (rank 0)."""
+    if not is_main_process():
+        return {}
+    log.warning(
+        "ftcore: %s is the run's last step: nothing was left to train, and the saved model and "
+        "%s stay as they were. To train further, raise max_steps or num_epochs",
+        resume, manifest.name,
+    )  # fmt: skip
+    return json.loads(manifest.read_text()).get("metrics", {})
 
 
 def _empty_device_cache() -> None:

@@ -32,7 +32,11 @@ def validate(config_path: str, overrides: tuple[str, ...]) -> None:
 
     Overrides are written key=value or --key value (dotted for nested keys).
     """
+    from ftcore.config.checks import find_missing_local_paths
+
     loaded = load(config_path, overrides)
+    for problem in find_missing_local_paths(loaded.cfg):
+        click.echo(f"note: {problem}", err=True)
     plugins = ", ".join(loaded.host.names) or "none"
     click.echo(f"config OK: {loaded.source} (plugins: {plugins})")
 

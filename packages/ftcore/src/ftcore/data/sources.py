@@ -13,6 +13,7 @@ from typing import Any
 
 from ftcore.config.schema import DatasetConfig
 from ftcore.errors import FtcoreError, first_line
+from ftcore.locations import is_local_data_path
 
 _FORMATS = {
     ".json": "json",
@@ -131,7 +132,7 @@ def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
                         if f.suffix.lower() == ".jsonl":
                             _check_json_lines(f)
                 raise
-        if path.is_absolute() or str(ds.path).startswith((".", "~")) or path.suffix in _FORMATS:
+        if is_local_data_path(ds.path):
             raise FtcoreError(f"dataset file not found: {ds.path}")
         return datasets.load_dataset(
             ds.path,

@@ -8,6 +8,7 @@ complete, and ``resume_from_checkpoint: auto`` only considers folders with the m
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from ftcore.dist import is_main_process
 from ftcore.errors import FtcoreError
+
+log = logging.getLogger("ftcore")
 
 MARKER = "ftcore-complete.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -70,6 +73,12 @@ def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
         if match and child.is_dir():
             found.append((int(match.group(1)), child))
     return sorted(found)
+
+
+def step_of(checkpoint: str | Path) -> int | None:
+    """The step of a ``checkpoint-N`` folder, from its name."""
+    match = _CHECKPOINT.match(Path(checkpoint).name)
+    return int(match.group(1)) if match else None
 
 
 def newest_complete(output_dir: Path) -> Path | None:
@@ -132,6 +141,8 @@ def clear_earlier_run(setting: str | None, output_dir: Path, overwrite: bool) ->
         if is_main_process():
             for _, path in found:
                 shutil.rmtree(path, ignore_errors=True)
+            log.info("ftcore: overwrite_output_dir: removed %d checkpoints of an earlier run in %s",
+                     len(found), output_dir)  # fmt: skip
         return
     names = ", ".join(path.name for _, path in found[:3]) + (", ..." if len(found) > 3 else "")
     raise FtcoreError(
