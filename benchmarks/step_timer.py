@@ -37,6 +37,13 @@ def ftcore_callbacks(cfg, model):
             self.last_loss = None
             self.profiler = None
             self.kernels: dict | None = None
+            self.startup_s = 0.0  # process start to the first step: imports, data, model, trainer
+            self.warmup_s = 0.0  # the warm-up steps: compilation and autotuning land here
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            import psutil
+
+            self.startup_s = time.time() - psutil.Process().create_time()
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync()
@@ -53,6 +60,8 @@ def ftcore_callbacks(cfg, model):
             sync()
             if state.global_step > self.warmup:
                 self.times.append(time.perf_counter() - self.start)
+            else:
+                self.warmup_s += time.perf_counter() - self.start
             if state.global_step >= state.max_steps:
                 control.should_save = False  # transformers saves after the last step by default
             if self.profiler is not None:
@@ -79,6 +88,8 @@ def ftcore_callbacks(cfg, model):
                 "tokens_per_s_per_gpu": tokens / median,
                 "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
                 "last_loss": self.last_loss,
+                "startup_s": round(self.startup_s, 1),
+                "warmup_s": round(self.warmup_s, 1),
             }
             if self.kernels is not None:
                 result["profiled_step"] = self.kernels

@@ -20,6 +20,8 @@ def test_tiny_scenario_writes_ratios_against_the_first_variant(tmp_path):
     assert entry["steps_timed"] == 2
     assert entry["tokens_per_s"] > 0 and entry["tokens_per_s_ratio"] == 1.0
     assert entry["wall_s"] > 0
+    # where a variant's time goes, to plan device calls by: start-up, warm-up, timed steps
+    assert 0 < entry["startup_s"] < entry["wall_s"] and entry["warmup_s"] >= 0
 
 
 def test_a_variant_cut_off_is_recorded_as_unfinished(tmp_path, monkeypatch):

@@ -270,6 +270,9 @@ def test_a_teacher_with_another_tokenizer_is_refused(tmp_path, models):
     LocalTeacher(other, TOP_K, 1.0, "cpu", torch.float32, student_tokenizer=student)
     with pytest.raises(FtcoreError, match="kd_teacher_model: no model folder at"):
         LocalTeacher(str(tmp_path / "missing"), TOP_K, 1.0, "cpu", torch.float32)
+    # relative, and no hub id (two slashes): a folder, not a name to look up on the hub
+    with pytest.raises(FtcoreError, match="kd_teacher_model: no model folder at models/teacher/v2"):
+        LocalTeacher("models/teacher/v2", TOP_K, 1.0, "cpu", torch.float32)
 
 
 def test_a_server_answer_that_does_not_fit_the_prompt_is_refused(models, monkeypatch):

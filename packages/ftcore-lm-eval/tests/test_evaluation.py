@@ -116,6 +116,9 @@ def test_bad_devices_and_a_missing_model_folder_are_clear_errors(tmp_path, base_
     cfg = run_config(tmp_path, base_model, lm_eval_model=str(tmp_path / "no-model"))
     with pytest.raises(FtcoreError, match="lm_eval_model: no model folder at"):
         run_evaluation(load_config(cfg).cfg)
+    cfg = run_config(tmp_path, base_model, lm_eval_model="models/student/v2")  # no hub id
+    with pytest.raises(FtcoreError, match="lm_eval_model: no model folder at models/student/v2"):
+        run_evaluation(load_config(cfg).cfg)
     if not torch.cuda.is_available():
         cfg = run_config(tmp_path, base_model, lm_eval_device="cuda")
         with pytest.raises(FtcoreError, match="lm_eval_device: cuda, but no CUDA GPU is visible"):

@@ -15,6 +15,7 @@ import urllib.request
 from typing import Any
 
 from ftcore.errors import FtcoreError, first_line
+from ftcore.locations import is_local_path
 from ftcore_kd.data import rescale
 
 log = logging.getLogger("ftcore")
@@ -79,7 +80,7 @@ class LocalTeacher:
 
         from transformers import AutoModelForCausalLM
 
-        if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+        if is_local_path(path) and not Path(path).expanduser().exists():
             raise FtcoreError(f"kd_teacher_model: no model folder at {path}")
         _check_same_tokenizer(path, student_tokenizer)
         try:
