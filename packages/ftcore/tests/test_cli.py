@@ -111,6 +111,28 @@ def test_a_local_model_folder_that_does_not_exist_is_named_as_such(tmp_path):
     )
 
 
+def test_a_hub_model_is_announced_before_the_hub_is_asked(monkeypatch, caplog):
+    import logging
+
+    from transformers import AutoTokenizer
+
+    from ftcore.config import load_config
+    from ftcore.errors import FtcoreError
+    from ftcore.modeling import load_tokenizer
+
+    def no_network(name, **kwargs):  # what the hub client raises once its retries are spent
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {name}")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", no_network)
+    cfg = load_config({"base_model": "no-such-org/no-such-model"}).cfg
+    with caplog.at_level(logging.INFO, logger="ftcore"), pytest.raises(FtcoreError):
+        load_tokenizer(cfg)
+    assert caplog.messages[0] == (
+        "ftcore: tokenizer (base_model) 'no-such-org/no-such-model' from the Hugging Face hub "
+        "(or its local cache)"
+    )
+
+
 def test_missing_config_file_is_one_line(tmp_path):
     result = run("validate", str(tmp_path / "missing.yml"))
     assert result.returncode == 2

@@ -34,6 +34,8 @@ def _from_hub_or_path(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
     path = Path(name).expanduser()
     if is_local_path(name) and not path.exists():
         raise FtcoreError(f"{what} not found: no folder at {name}")
+    if not path.exists():  # said first: without a network, the hub client retries for a while
+        log.info("ftcore: %s '%s' from the Hugging Face hub (or its local cache)", what, name)
     try:
         return loader(str(path) if path.exists() else name, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
