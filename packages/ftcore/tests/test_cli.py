@@ -89,12 +89,14 @@ def test_validate_notes_local_paths_that_do_not_exist_here(tmp_path):
     cfg.write_text(
         "base_model: models/base/tiny-lama\n"  # no hub id has two slashes: a local folder
         "datasets:\n  - path: data/train.jsonl\n  - path: tatsu-lab/alpaca\n"
+        "  - path: ~nosuchuser/d.jsonl\n"  # pathlib cannot expand it: no traceback
     )
     result = run("validate", str(cfg))
     assert result.returncode == 0, result.stderr  # the config may be meant for another machine
     assert result.stderr.splitlines() == [
         "note: base_model: no folder at models/base/tiny-lama on this machine",
         "note: datasets[0].path: no file or folder at data/train.jsonl on this machine",
+        "note: datasets[2].path: no file or folder at ~nosuchuser/d.jsonl on this machine",
     ]
 
 

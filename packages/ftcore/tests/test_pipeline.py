@@ -349,6 +349,27 @@ def test_resuming_a_finished_run_keeps_its_model_and_record(
     assert checkpoints.newest_complete(out) == out / f"checkpoint-{last}"
 
 
+def test_an_earlier_record_does_not_make_an_unsaved_run_look_finished(
+    tmp_path, base_model, monkeypatch
+):
+    import ftcore.pipeline
+
+    cfg = run_config(tmp_path, base_model, max_steps=2, save_steps=1)
+    train(load_config(cfg))  # finished, recorded at step 2
+    longer = {**cfg, "max_steps": 4, "resume_from_checkpoint": "auto"}
+
+    def full_disk(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ftcore.pipeline, "_save_final", full_disk)
+    with pytest.raises(OSError):  # steps 3 and 4 are in checkpoint-4, not saved as the model
+        train(load_config(longer))
+    monkeypatch.undo()
+    train(load_config(longer))
+    record = json.loads((Path(cfg["output_dir"]) / "ftcore_run.json").read_text())
+    assert record["global_step"] >= 4 and record["config"]["max_steps"] == 4
+
+
 def test_a_new_run_beside_an_earlier_runs_checkpoints_is_refused(tmp_path, base_model):
     """Rotation would keep the earlier run's higher steps, and ``auto`` would resume it."""
     first = run_config(tmp_path, base_model, max_steps=4, save_steps=2, save_total_limit=2)

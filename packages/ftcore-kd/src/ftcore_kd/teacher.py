@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from ftcore.errors import FtcoreError, first_line
-from ftcore.locations import is_local_path
+from ftcore.locations import expand, is_local_path
 from ftcore_kd.data import rescale
 
 log = logging.getLogger("ftcore")
@@ -76,11 +76,10 @@ class LocalTeacher:
 
     def __init__(self, path: str, top_k: int, temperature: float, device: Any, dtype: Any,
                  vocab: int | None = None, student_tokenizer: Any = None):  # fmt: skip
-        from pathlib import Path
 
         from transformers import AutoModelForCausalLM
 
-        if is_local_path(path) and not Path(path).expanduser().exists():
+        if is_local_path(path) and not expand(path).exists():
             raise FtcoreError(f"kd_teacher_model: no model folder at {path}")
         _check_same_tokenizer(path, student_tokenizer)
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.errors import FtcoreError, first_line
-from ftcore.locations import is_local_path
+from ftcore.locations import expand, is_local_path
 from ftcore_lm_eval.tasks import group_by_fewshot, prepare_include_path, task_manager
 
 log = logging.getLogger("ftcore")
@@ -71,7 +71,7 @@ def load_for_eval(cfg: Any) -> tuple[Any, Any, str]:
 def _load_named(source: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if is_local_path(source) and not Path(source).expanduser().exists():
+    if is_local_path(source) and not expand(source).exists():
         raise FtcoreError(f"lm_eval_model: no model folder at {source}")
     try:
         if (Path(source) / "adapter_config.json").is_file():

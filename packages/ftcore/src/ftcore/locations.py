@@ -12,14 +12,18 @@ _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".txt", ".arrow")
 
 
+def expand(name: str) -> Path:
+    """``name`` as a path, ``~`` expanded where it can be (``~nosuchuser/x`` stays as written)."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        return Path(name)
+
+
 def is_local_path(name: str) -> bool:
     """Whether ``name`` means a path on this machine: it exists, starts like a path (``.``,
     ``/``, ``~``), or cannot be a hub id (``models/base/v2``)."""
-    return (
-        Path(name).expanduser().exists()
-        or name.startswith((".", "/", "~"))
-        or not _HUB_ID.fullmatch(name)
-    )
+    return expand(name).exists() or name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name)
 
 
 def is_local_data_path(name: str) -> bool:

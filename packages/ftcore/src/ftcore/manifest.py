@@ -24,11 +24,16 @@ def _version(distribution: str | None) -> str | None:
 
 
 def build_manifest(
-    loaded: Any, data: Any = None, metrics: dict[str, Any] | None = None
+    loaded: Any,
+    data: Any = None,
+    metrics: dict[str, Any] | None = None,
+    global_step: int | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a run: resolved config (secrets redacted), versions, data fingerprints."""
+    """The manifest of a run: resolved config (secrets redacted), versions, data fingerprints,
+    and the optimizer step the saved model is at."""
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "global_step": global_step,
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in LIBRARIES},
         "plugins": [
@@ -49,6 +54,14 @@ def build_manifest(
         else None,
         "metrics": metrics or {},
     }
+
+
+def recorded_step(manifest: Path) -> int | None:
+    """The ``global_step`` a manifest records (``None`` if there is none, or no readable file)."""
+    try:
+        return json.loads(manifest.read_text()).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ftcore.errors import FtcoreError, first_line
-from ftcore.locations import is_local_path
+from ftcore.locations import expand, is_local_path
 
 log = logging.getLogger("ftcore")
 
@@ -31,7 +30,7 @@ def _source(value: str | None, what: str) -> str:
 
 
 def _from_hub_or_path(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
-    path = Path(name).expanduser()
+    path = expand(name)
     if is_local_path(name) and not path.exists():
         raise FtcoreError(f"{what} not found: no folder at {name}")
     if not path.exists():  # said first: without a network, the hub client retries for a while

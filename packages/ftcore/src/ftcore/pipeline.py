@@ -152,10 +152,10 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.modeling import load_model
     from ftcore.training.arguments import training_arguments
     from ftcore.training.checkpoints import (
+        checkpoint_step,
         clear_earlier_run,
         other_parameters_error,
         resolve_resume,
-        step_of,
     )
     from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
 
@@ -205,10 +205,10 @@ def _train(loaded: Any) -> dict[str, Any]:
     host.post_trainer_create(cfg, trainer)
 
     manifest = output_dir / MANIFEST_NAME
-    resumed_step = (step_of(resume) or 0) if resume else None
+    resumed_step = checkpoint_step(Path(resume)) if resume else None
     # transformers trains one step past max_steps when it resumes a run that reached them
     finished = resumed_step is not None and _is_saved(
-        manifest, 0 < trainer.args.max_steps <= resumed_step
+        manifest, Path(resume), 0 < trainer.args.max_steps <= resumed_step
     )
     if not finished:
         if resume:
@@ -221,7 +221,7 @@ def _train(loaded: Any) -> dict[str, Any]:
             raise
         # an epoch-based run that had reached its end trains no step
         finished = resumed_step is not None and _is_saved(
-            manifest, result.global_step <= resumed_step
+            manifest, Path(resume), result.global_step <= resumed_step
         )
     if finished:
         metrics = _kept_metrics(resume, manifest)
@@ -232,7 +232,8 @@ def _train(loaded: Any) -> dict[str, Any]:
         if not host.save_model(cfg, trainer, str(output_dir)):
             _save_final(trainer, tokenizer, output_dir)
         if is_main_process():
-            write_json_atomically(output_dir / MANIFEST_NAME, build_manifest(loaded, data, metrics))
+            record = build_manifest(loaded, data, metrics, trainer.state.global_step)
+            write_json_atomically(manifest, record)
             log.info("ftcore: saved the model and %s to %s", MANIFEST_NAME, output_dir)
     host.post_train(cfg, trainer)
 
@@ -243,16 +244,28 @@ def _train(loaded: Any) -> dict[str, Any]:
     return metrics
 
 
-def _is_saved(manifest: Path, reached_the_end: bool) -> bool:
-    """Whether a resumed run that ``reached_the_end`` (no step left to train) has its final save
-    complete: its manifest is written last. Rank 0's files decide, for every rank alike."""
+def _is_saved(manifest: Path, checkpoint: Path, reached_the_end: bool) -> bool:
+    """Whether a run resumed from ``checkpoint`` that ``reached_the_end`` (no step left to train)
+    has its final save complete: the manifest, written last, records the checkpoint's step and is
+    newer than it (not an earlier run's). Rank 0's files decide, for every rank alike."""
     from accelerate.utils import broadcast_object_list
 
     if not reached_the_end:
         return False
-    found = [manifest.is_file()]
-    broadcast_object_list(found)
-    return found[0]
+    saved = [is_main_process() and _records(manifest, checkpoint)]
+    broadcast_object_list(saved)
+    return saved[0]
+
+
+def _records(manifest: Path, checkpoint: Path) -> bool:
+    from ftcore.manifest import recorded_step
+    from ftcore.training.checkpoints import MARKER, checkpoint_step
+
+    try:
+        newer = manifest.stat().st_mtime >= (checkpoint / MARKER).stat().st_mtime
+    except OSError:  # no manifest
+        return False
+    return newer and recorded_step(manifest) == checkpoint_step(checkpoint)
 
 
 def _kept_metrics(resume: str, manifest: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from ftcore.config.names import OPTIMIZERS, SCHEDULERS, TRACKERS
 from ftcore.config.schema import BUILTIN_DATASET_TYPES, RL_DATASET_TYPES
 from ftcore.errors import Problem
-from ftcore.locations import is_local_data_path, is_local_path
+from ftcore.locations import expand, is_local_data_path, is_local_path
 from ftcore.suggest import did_you_mean
 from ftcore.training.parallel import parallel_problems
 
@@ -124,11 +124,11 @@ def find_missing_local_paths(cfg: Any) -> list[Problem]:
     found = []
     for key in ("base_model", "base_model_config", "tokenizer_config"):
         value = getattr(cfg, key)
-        if value and is_local_path(value) and not Path(value).expanduser().exists():
+        if value and is_local_path(value) and not expand(value).exists():
             found.append(Problem(key, f"no folder at {value} on this machine"))
     for key in ("datasets", "test_datasets"):
         for index, ds in enumerate(getattr(cfg, key)):
-            if is_local_data_path(ds.path) and not Path(ds.path).expanduser().exists():
+            if is_local_data_path(ds.path) and not expand(ds.path).exists():
                 found.append(
                     Problem(
                         f"{key}[{index}].path", f"no file or folder at {ds.path} on this machine"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ftcore.config.schema import DatasetConfig
 from ftcore.errors import FtcoreError, first_line
-from ftcore.locations import is_local_data_path
+from ftcore.locations import expand, is_local_data_path
 
 _FORMATS = {
     ".json": "json",
@@ -96,7 +96,7 @@ def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
     """The ``datasets.Dataset`` of one ``datasets:`` entry (``token``: for private hub datasets)."""
     import datasets
 
-    path = Path(ds.path).expanduser()
+    path = expand(ds.path)
     try:
         if path.is_dir() and is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))

@@ -75,10 +75,13 @@ def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def step_of(checkpoint: str | Path) -> int | None:
-    """The step of a ``checkpoint-N`` folder, from its name."""
-    match = _CHECKPOINT.match(Path(checkpoint).name)
-    return int(match.group(1)) if match else None
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint holds: its ``trainer_state.json``, else its name."""
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        match = _CHECKPOINT.match(checkpoint.name)
+        return int(match.group(1)) if match else 0
 
 
 def newest_complete(output_dir: Path) -> Path | None:
