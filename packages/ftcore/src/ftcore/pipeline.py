@@ -15,7 +15,6 @@ Order of the hooks in a run (after the config hooks of :func:`ftcore.config.load
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import shutil
@@ -154,7 +153,9 @@ def _train(loaded: Any) -> dict[str, Any]:
     from ftcore.training.checkpoints import (
         checkpoint_step,
         clear_earlier_run,
+        is_final_save_of,
         other_parameters_error,
+        report_finished_run,
         resolve_resume,
     )
     from ftcore.training.universal import needs_universal, prepare_universal, universal_loading
@@ -207,7 +208,7 @@ def _train(loaded: Any) -> dict[str, Any]:
     manifest = output_dir / MANIFEST_NAME
     resumed_step = checkpoint_step(Path(resume)) if resume else None
     # transformers trains one step past max_steps when it resumes a run that reached them
-    finished = resumed_step is not None and _is_saved(
+    finished = resumed_step is not None and is_final_save_of(
         manifest, Path(resume), 0 < trainer.args.max_steps <= resumed_step
     )
     if not finished:
@@ -220,11 +221,11 @@ def _train(loaded: Any) -> dict[str, Any]:
                 raise explained from None
             raise
         # an epoch-based run that had reached its end trains no step
-        finished = resumed_step is not None and _is_saved(
+        finished = resumed_step is not None and is_final_save_of(
             manifest, Path(resume), result.global_step <= resumed_step
         )
     if finished:
-        metrics = _kept_metrics(resume, manifest)
+        metrics = report_finished_run(resume, manifest)
     else:
         metrics = dict(result.metrics)
         if eval_set is not None:
@@ -242,42 +243,6 @@ def _train(loaded: Any) -> dict[str, Any]:
     _empty_device_cache()
     host.post_train_unload(cfg)
     return metrics
-
-
-def _is_saved(manifest: Path, checkpoint: Path, reached_the_end: bool) -> bool:
-    """Whether a run resumed from ``checkpoint`` that ``reached_the_end`` (no step left to train)
-    has its final save complete: the manifest, written last, records the checkpoint's step and is
-    newer than it (not an earlier run's). Rank 0's files decide, for every rank alike."""
-    from accelerate.utils import broadcast_object_list
-
-    if not reached_the_end:
-        return False
-    saved = [is_main_process() and _records(manifest, checkpoint)]
-    broadcast_object_list(saved)
-    return saved[0]
-
-
-def _records(manifest: Path, checkpoint: Path) -> bool:
-    from ftcore.manifest import recorded_step
-    from ftcore.training.checkpoints import MARKER, checkpoint_step
-
-    try:
-        newer = manifest.stat().st_mtime >= (checkpoint / MARKER).stat().st_mtime
-    except OSError:  # no manifest
-        return False
-    return newer and recorded_step(manifest) == checkpoint_step(checkpoint)
-
-
-def _kept_metrics(resume: str, manifest: Path) -> dict[str, Any]:
-    """Say that a finished run was resumed; its manifest's metrics (rank 0)."""
-    if not is_main_process():
-        return {}
-    log.warning(
-        "ftcore: %s is the run's last step: nothing was left to train, and the saved model and "
-        "%s stay as they were. To train further, raise max_steps or num_epochs",
-        resume, manifest.name,
-    )  # fmt: skip
-    return json.loads(manifest.read_text()).get("metrics", {})
 
 
 def _empty_device_cache() -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ftcore.dist import is_main_process
 from ftcore.errors import FtcoreError
@@ -110,6 +111,41 @@ def resolve_resume(setting: str | None, output_dir: Path) -> str | None:
             "interrupted); use resume_from_checkpoint: auto to take the newest complete one"
         )
     return str(path)
+
+
+def is_final_save_of(manifest: Path, checkpoint: Path, reached_the_end: bool) -> bool:
+    """Whether a run resumed from ``checkpoint`` that ``reached_the_end`` (no step left to train)
+    has its final save complete: the manifest, written last, records the checkpoint's step and is
+    newer than it (not an earlier run's). Rank 0's files decide, for every rank alike."""
+    from accelerate.utils import broadcast_object_list
+
+    if not reached_the_end:
+        return False
+    saved = [is_main_process() and _records_step_of(manifest, checkpoint)]
+    broadcast_object_list(saved)
+    return saved[0]
+
+
+def _records_step_of(manifest: Path, checkpoint: Path) -> bool:
+    from ftcore.manifest import recorded_step
+
+    try:
+        newer = manifest.stat().st_mtime >= (checkpoint / MARKER).stat().st_mtime
+    except OSError:  # no manifest
+        return False
+    return newer and recorded_step(manifest) == checkpoint_step(checkpoint)
+
+
+def report_finished_run(resume: str, manifest: Path) -> dict[str, Any]:
+    """Say that a finished run was resumed; its manifest's metrics (rank 0)."""
+    if not is_main_process():
+        return {}
+    log.warning(
+        "ftcore: %s is the run's last step: nothing was left to train, and the saved model and "
+        "%s stay as they were. To train further, raise max_steps or num_epochs",
+        resume, manifest.name,
+    )  # fmt: skip
+    return json.loads(manifest.read_text()).get("metrics", {})
 
 
 #: torch's words when a checkpoint's optimizer state has other parameters than the optimizer.
