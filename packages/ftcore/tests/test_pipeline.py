@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +244,17 @@ def test_lora_saves_an_adapter_that_merges_into_the_same_model(tmp_path, base_mo
         torch.testing.assert_close(
             merged(ids).logits, peft_model(input_ids=ids).logits, atol=1e-5, rtol=1e-5
         )
+    # an --output that holds the run's own inputs is refused, and they stay as they were
+    before = sorted(p.name for p in out.iterdir())
+    for target, what in [
+        (out, "output_dir (the trained adapter)"),
+        (Path(base_model), "base_model"),
+        (tmp_path, "a folder that holds output_dir (the trained adapter)"),
+        (out / "checkpoint-4", "a checkpoint"),
+    ]:
+        with pytest.raises(FtcoreError, match=rf"--output {target} is {re.escape(what)}, which"):
+            merge_adapter(cfg, str(target))
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_resuming_with_other_trained_parameters_says_so(tmp_path, base_model):

@@ -113,6 +113,25 @@ def make_generator(
     return generate
 
 
+def _overwritten_input(target: Path, cfg: Any) -> str | None:
+    """What of the run's own files ``target`` holds: the trained adapter, the base model, a
+    checkpoint; ``None`` if nothing."""
+    from ftcore.locations import expand
+    from ftcore.training.checkpoints import MARKER
+
+    where = target.resolve()
+    inputs = {"output_dir (the trained adapter)": Path(cfg.output_dir)}
+    for key in ("base_model", "base_model_config", "tokenizer_config"):
+        if value := getattr(cfg, key):
+            inputs[key] = expand(value)
+    for name, path in inputs.items():
+        if path.exists() and path.resolve().is_relative_to(where):
+            return name if path.resolve() == where else f"a folder that holds {name}"
+    if (target / MARKER).exists() or (target / "trainer_state.json").exists():
+        return "a checkpoint"
+    return None
+
+
 def merge_adapter(cfg: Any, output: str | None = None) -> Path:
     """Merge the trained LoRA adapter into the base weights; save model and tokenizer."""
     if not cfg.adapter:
@@ -130,6 +149,11 @@ def merge_adapter(cfg: Any, output: str | None = None) -> Path:
     target = Path(output) if output else Path(cfg.output_dir) / "merged"
     if target.exists() and not target.is_dir():
         raise FtcoreError(f"merge-lora: {target} is a file; --output takes a folder")
+    if problem := _overwritten_input(target, cfg):
+        raise FtcoreError(
+            f"merge-lora: --output {target} is {problem}, which the merge would overwrite; "
+            f"choose another folder (the default is {Path(cfg.output_dir) / 'merged'})"
+        )
     model, tokenizer = load_trained(cfg)
     merged = model.merge_and_unload()
     staging = staging_dir(target)  # an interrupted merge leaves no half-written model in target
