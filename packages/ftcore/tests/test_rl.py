@@ -287,3 +287,38 @@ def test_a_plugin_reward_function_can_be_named_and_weighted(tmp_path, base_model
     names = [f.__name__ for f in reward_functions(loaded.cfg, loaded.host)]
     assert names == ["always_one", "exact_answer_reward"]  # named once, in the order given
     train(loaded)
+
+
+@pytest.mark.parametrize(
+    ("returned", "problem"),
+    [
+        (None, "a NoneType, not a list"),
+        (1.0, "a float, not a list"),
+        ([1.0], "1 rewards for 2 completions"),
+        (["1", 0.0], "'1' for completion 0, not a number"),
+        ([0.0, float("inf")], "inf for completion 1"),
+    ],
+)
+def test_what_a_reward_function_returns_is_checked(returned, problem):
+    from ftcore.rl import guard_reward
+
+    guarded = guard_reward(lambda **kwargs: returned, "score")
+    with pytest.raises(FtcoreError) as info:  # TRL's own errors here were tracebacks
+        guarded(prompts=["3+4=", "1+1="], completions=["7", "2"])
+    assert str(info.value) == (
+        f"reward function 'score' returned {problem}; it must return a list with one number "
+        "(or None, to abstain) per completion"
+    )
+    abstaining = guard_reward(lambda **kwargs: [None, float("nan")], "score")
+    assert abstaining(completions=["7", "2"])[0] is None  # TRL's way to abstain
+
+
+def test_a_reward_file_that_does_not_import_or_a_name_that_is_no_function(tmp_path):
+    from ftcore.rl import resolve_reward
+
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "values.py").write_text("notfunc = 3\n")
+    with pytest.raises(FtcoreError, match=r"broken\.py does not import: SyntaxError"):
+        resolve_reward(f"{tmp_path / 'broken.py'}:f")
+    with pytest.raises(FtcoreError, match=r"values\.py:notfunc' is not a function \(it is int 3\)"):
+        resolve_reward(f"{tmp_path / 'values.py'}:notfunc")

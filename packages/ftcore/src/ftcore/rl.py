@@ -12,6 +12,7 @@ import copy
 import functools
 import importlib
 import logging
+import math
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -82,19 +83,26 @@ def resolve_reward(name: str) -> Any:
     ``pkg.mod.func``) or TRL's built-in rewards (``accuracy_reward``)."""
     try:
         if ".py:" in name:
-            return _from_file(*name.rsplit(":", 1))
-        if ":" in name or "." in name:
+            found = _from_file(*name.rsplit(":", 1))
+        elif ":" in name or "." in name:
             module_name, _, attr = name.replace(":", ".").rpartition(".")
-            return getattr(importlib.import_module(module_name), attr)
-        import trl.rewards
+            found = getattr(importlib.import_module(module_name), attr)
+        else:
+            import trl.rewards
 
-        return getattr(trl.rewards, name)
+            found = getattr(trl.rewards, name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise FtcoreError(
             f"trl.reward_funcs: cannot find reward function '{name}' ({exc}); give a file and "
             "name (rewards.py:exact_match), a dotted path (my_pkg.rewards:exact_match), or a TRL "
             "reward name"
         ) from None
+    if not callable(found):
+        raise FtcoreError(
+            f"trl.reward_funcs: '{name}' is not a function (it is {type(found).__name__} "
+            f"{found!r:.40})"
+        )
+    return found
 
 
 def _from_file(path: str, attr: str) -> Any:
@@ -104,7 +112,10 @@ def _from_file(path: str, attr: str) -> Any:
         raise ImportError(f"no file {path}")
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a SyntaxError, or the module's own code failing
+        raise ImportError(f"{path} does not import: {type(exc).__name__}: {exc}") from None
     return getattr(module, attr)
 
 
@@ -120,7 +131,7 @@ def guard_reward(func: Any, name: str) -> Any:
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            rewards = func(*args, **kwargs)
         except Exception as exc:
             index = _failing_row(func, kwargs)
             where = (
@@ -131,9 +142,35 @@ def guard_reward(func: Any, name: str) -> Any:
             raise FtcoreError(
                 f"reward function '{name}' failed{where}: {type(exc).__name__}: {exc}"
             ) from exc
+        if problem := _rewards_problem(rewards, len(kwargs.get("completions") or [])):
+            raise FtcoreError(
+                f"reward function '{name}' returned {problem}; it must return a list with one "
+                "number (or None, to abstain) per completion"
+            )
+        return rewards
 
     guarded.__name__ = getattr(func, "__name__", name)
     return guarded
+
+
+def _rewards_problem(rewards: Any, count: int) -> str | None:
+    """What is wrong with a reward function's return value for ``count`` completions."""
+    if not isinstance(rewards, list | tuple):
+        return f"a {type(rewards).__name__}, not a list"
+    if len(rewards) != count:
+        return f"{len(rewards)} rewards for {count} completions"
+    for index, value in enumerate(rewards):
+        if value is None:
+            continue
+        try:
+            number = None if isinstance(value, str | bytes) else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
+            return f"{value!r} for completion {index}, not a number"
+        if math.isinf(number):
+            return f"{value} for completion {index}"
+    return None
 
 
 def _failing_row(func: Any, kwargs: dict[str, Any]) -> int | None:
