@@ -237,3 +237,9 @@ def test_import_ftcore_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_port_out_of_range_is_a_usage_error(tmp_path):
+    result = run("inference", str(tmp_path / "cfg.yml"), "--gradio", "--port", "99999")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'--port': 99999 is not in the range 0<=x<=65535" in result.stderr

@@ -110,8 +110,9 @@ def test_a_json_line_that_is_not_an_object_is_pointed_at(tmp_path, tiny_tokenize
         prepare_datasets(cfg, tiny_tokenizer)
 
 
-def test_an_empty_file_is_named(tmp_path, tiny_tokenizer):
-    (tmp_path / "empty.jsonl").write_text("")
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_an_empty_file_is_named(tmp_path, tiny_tokenizer, text):
+    (tmp_path / "empty.jsonl").write_text(text)  # blank lines only: datasets' "no data" before
     cfg = config(tmp_path, [{"path": str(tmp_path / "empty.jsonl")}])
     with pytest.raises(FtcoreError, match=r"^dataset .*empty\.jsonl: empty file .*empty\.jsonl$"):
         prepare_datasets(cfg, tiny_tokenizer)

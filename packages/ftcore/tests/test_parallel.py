@@ -228,6 +228,14 @@ def test_consolidating_a_normal_checkpoint_is_a_clear_error(tmp_path, base_model
     assert result.returncode == 2
     assert "already holds full weights; nothing to consolidate" in result.stderr
     assert "Traceback" not in result.stderr
+    result = cli("consolidate", path, tmp_path / "nope")
+    assert result.stderr.strip() == f"checkpoint {tmp_path / 'nope'} does not exist"
+    fsdp = tmp_path / "checkpoint-2" / "pytorch_model_fsdp_0"
+    fsdp.mkdir(parents=True)
+    (fsdp / "junk.distcp").write_bytes(b"not a shard")
+    result = cli("consolidate", path, fsdp.parent)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pytorch_model_fsdp_0 has no .metadata file: it is not a whole FSDP" in result.stderr
 
 
 def zero_checkpoint(root: Path, processes: int) -> Path:

@@ -111,6 +111,18 @@ def test_preference_rows_that_do_not_fit_say_why():
         "prompt": "1+1=",
         "answer": "2",
     }
+    with pytest.raises(RowError, match="missing field 'label'"):
+        preference.kto({"prompt": "a", "completion": "b"}, DS)
+    with pytest.raises(RowError, match="field 'prompt' is empty: there is nothing to answer"):
+        preference.prompt({"prompt": "  ", "answer": "2"}, DS)  # generate failed on it
+
+
+def test_numeric_answers_are_read_as_text():
+    # a CSV column of answers such as 12, or JSON numbers, reach the formatter as ints
+    row = preference.preference({"prompt": "5+7=", "chosen": 12, "rejected": 13.5}, DS)
+    assert row == {"prompt": "5+7=", "chosen": "12", "rejected": "13.5"}
+    with pytest.raises(RowError, match="field 'chosen' is bool, not text or messages"):
+        preference.preference({"prompt": "a", "chosen": True, "rejected": "c"}, DS)
 
 
 # -------------------------------------------------------------------------------------- training

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftcore.errors import FtcoreError
+from ftcore.errors import FtcoreError, first_line
 
 log = logging.getLogger("ftcore")
 
@@ -28,9 +28,20 @@ def sharded_state_dict(checkpoint: Path, scratch: Path) -> dict[str, Any]:
     if fsdp:
         from accelerate.utils import merge_fsdp_weights
         from safetensors.torch import load_file
+        from torch.distributed.checkpoint.api import CheckpointException
 
+        if not (fsdp[0] / ".metadata").is_file():
+            raise FtcoreError(
+                f"{fsdp[0]} has no .metadata file: it is not a whole FSDP checkpoint (was it "
+                "copied whole?)"
+            )
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".ftcore-merge-") as merged:
-            merge_fsdp_weights(str(fsdp[0]), merged, safe_serialization=True)
+            try:
+                merge_fsdp_weights(str(fsdp[0]), merged, safe_serialization=True)
+            except (CheckpointException, OSError, RuntimeError, ValueError) as exc:
+                raise FtcoreError(
+                    f"{fsdp[0]} does not read as FSDP shards ({first_line(exc)})"
+                ) from None
             state: dict[str, Any] = {}
             for file in sorted(Path(merged).glob("*.safetensors")):
                 state.update(load_file(str(file)))
@@ -93,6 +104,8 @@ def consolidate(loaded: Any, checkpoint: str, output: str) -> Path:
     from ftcore.saving import publish, staging_dir
 
     folder = Path(checkpoint)
+    if not folder.exists():
+        raise FtcoreError(f"checkpoint {checkpoint} does not exist")
     if not folder.is_dir():
         raise FtcoreError(f"checkpoint {checkpoint} is not a folder")
     Path(output).parent.mkdir(parents=True, exist_ok=True)

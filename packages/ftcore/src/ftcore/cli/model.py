@@ -33,7 +33,8 @@ from ftcore.errors import FtcoreError
     "--gradio", "web", is_flag=True, help="Serve a web page instead (needs ftcore[gradio])."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the web page.")
-@click.option("--port", default=7860, show_default=True, help="Port of the web page (0: any).")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the web page (0: any).")  # fmt: skip
 def inference(
     config_path: str,
     overrides: tuple[str, ...],

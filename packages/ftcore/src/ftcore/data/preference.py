@@ -19,6 +19,8 @@ def _text_or_messages(row: dict[str, Any], key: str, ds: Any) -> str | list[dict
         raise RowError(f"missing field '{key}'")
     if isinstance(value, str):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # an answer such as 12, which JSON and CSV readers hand over as a number
     if isinstance(value, list):
         return read_messages(value, ds, key)
     raise RowError(f"field '{key}' is {type(value).__name__}, not text or messages")
@@ -98,6 +100,8 @@ def chatml_ultra(row: dict[str, Any], ds: Any) -> dict[str, Any]:
 def kto(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     """``{prompt, completion, label}``: label true for a desirable completion."""
     label = row.get("label")
+    if label is None:
+        raise RowError("missing field 'label' (true for a desirable completion)")
     if isinstance(label, int) and label in (0, 1):
         label = bool(label)
     if not isinstance(label, bool):
@@ -112,7 +116,10 @@ def prompt(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     are kept and reach the reward functions as keyword arguments."""
     source = ds.field or "prompt"
     extras = {key: value for key, value in row.items() if key != source}
-    return {**extras, "prompt": _text_or_messages(row, source, ds)}
+    text = _text_or_messages(row, source, ds)
+    if not text or (isinstance(text, str) and not text.strip()):
+        raise RowError(f"field '{source}' is empty: there is nothing to answer")
+    return {**extras, "prompt": text}
 
 
 RL_FORMATTERS = {
