@@ -730,6 +730,25 @@ def ftcore_compute_loss(cfg, model, inputs, trainer):
 """
 
 
+NAN_LOSS = """
+from ftcore import hookimpl
+
+@hookimpl
+def ftcore_compute_loss(cfg, model, inputs, trainer):
+    loss = model(**inputs).loss
+    return loss * float("nan") if trainer.state.global_step >= 1 else loss
+"""
+
+
+def test_a_run_whose_loss_turns_nan_stops_and_saves_no_model(tmp_path, base_model, plugin_site):
+    plugin_site.add("unused", {}, {"testplugins.nan_loss": NAN_LOSS})
+    cfg = run_config(tmp_path, base_model, plugins=["testplugins.nan_loss"], max_steps=4)
+    # transformers logs the mean of the earlier losses in place of a NaN one: the norm shows it
+    with pytest.raises(FtcoreError, match=r"training diverged at step 2: grad_norm is nan, so the"):
+        train(load_config(cfg))
+    assert not list(Path(cfg["output_dir"]).glob("*.safetensors"))
+
+
 def test_a_plugin_loss_is_used_in_evaluation_too(tmp_path, base_model, plugin_site):
     plugin_site.add("unused", {}, {"testplugins.evalloss": EVAL_LOSS})
     plain = train(

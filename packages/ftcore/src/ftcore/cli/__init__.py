@@ -120,9 +120,11 @@ class FtcoreGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FtcoreError as exc:
+            _close_progress_bars()
             click.echo(str(exc), err=True)
             ctx.exit(2)
         except OSError as exc:  # a path the user gave that cannot be read or written
+            _close_progress_bars()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt as exc:  # a command may say what was kept, as its message
@@ -132,8 +134,8 @@ class FtcoreGroup(click.Group):
 
 
 def _close_progress_bars() -> None:
-    """Close tqdm bars left open by an interruption, so that they do not redraw after the
-    message (at exit) or run into its line."""
+    """Close tqdm bars left open by an error or an interruption, so that they do not redraw
+    after the message (at exit) or run into its line."""
     tqdm = sys.modules.get("tqdm")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()

@@ -2,16 +2,18 @@
 
 It is mixed into whichever ``transformers.Trainer`` class runs (the core's, or one a plugin chose
 through ``ftcore_trainer_class``), so ``ftcore_compute_loss``, ``ftcore_create_optimizer``,
-``ftcore_create_lr_scheduler``, plugins' metrics (``ftcore_record_metric``) and complete-checkpoint
-markers work with every trainer.
+``ftcore_create_lr_scheduler``, plugins' metrics (``ftcore_record_metric``), complete-checkpoint
+markers and the stop at a diverged (NaN) run work with every trainer.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
 
+from ftcore.errors import FtcoreError
 from ftcore.training import checkpoints
 
 
@@ -41,6 +43,21 @@ class FtcoreTrainerMixin:
                 logs[name] = sum(float(value) for value in values) / len(values)
             self.ftcore_step_metrics = None
         super().log(logs, *args, **kwargs)
+        self._stop_if_diverged(logs)
+
+    def _stop_if_diverged(self, logs: dict[str, float]) -> None:
+        """Stop at a NaN or infinite loss or gradient norm: the weights are lost, and saving them
+        as the model would hide it. fp16 is left alone: its loss scaler skips such steps."""
+        if self.args.fp16:
+            return
+        for name in ("loss", "grad_norm"):
+            value = logs.get(name)
+            if isinstance(value, int | float) and not math.isfinite(value):
+                raise FtcoreError(
+                    f"training diverged at step {self.state.global_step}: {name} is {value}, so "
+                    "the weights are no longer numbers and are not saved. Lower learning_rate, or "
+                    "look for rows with no trained token (a prompt longer than sequence_len)"
+                )
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.ftcore_eval_collator in (None, self.data_collator):
