@@ -139,6 +139,8 @@ def test_missing_config_file_is_one_line(tmp_path):
     result = run("validate", str(tmp_path / "missing.yml"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"config file not found: {tmp_path / 'missing.yml'}"
+    result = run("config", "reference", str(tmp_path))
+    assert result.stderr.strip() == f"{tmp_path} is a folder; give the config's YAML file"
 
 
 def test_config_show_is_resolved_and_redacted(tmp_path):

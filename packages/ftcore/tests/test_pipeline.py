@@ -582,6 +582,11 @@ def test_chat_inference_applies_the_template(tmp_path, base_model):
     assert tokenizer.decode(seen[0][0]) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     make_generator(loaded, Recorder(), tokenizer, chat=False)("hi")
     assert tokenizer.decode(seen[1][0]) == "<s>hi"
+    Recorder.config = type("Config", (), {"max_position_embeddings": 70})
+    with pytest.raises(FtcoreError, match=r"the prompt is \d+ tokens: with the 64 to generate, it "
+                       r"must fit the model's 70 positions; shorten it to at most 6 tokens"):  # fmt: skip
+        make_generator(loaded, Recorder(), tokenizer, chat=False)("1+2+" * 50)
+    assert len(seen) == 2  # past the model's positions it writes noise: nothing generated
 
 
 def test_damaged_or_mismatched_saves_are_one_clear_error(tmp_path, base_model):

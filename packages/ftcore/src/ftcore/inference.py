@@ -99,6 +99,13 @@ def make_generator(
             ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
             if tokenizer.bos_token_id is not None:
                 ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if limit and ids.shape[1] + max_new_tokens > limit:  # past them, the model writes noise
+            raise FtcoreError(
+                f"the prompt is {ids.shape[1]} tokens: with the {max_new_tokens} to generate, it "
+                f"must fit the model's {limit} positions; shorten it to at most "
+                f"{max(limit - max_new_tokens, 0)} tokens"
+            )
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(model.device),

@@ -64,6 +64,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a mapping, with a clear error for a missing file or bad YAML."""
     path = Path(path)
+    if path.is_dir():
+        raise FtcoreError(f"{path} is a folder; give the config's YAML file")
     if not path.is_file():
         raise FtcoreError(
             f"config file not found: {path}"
