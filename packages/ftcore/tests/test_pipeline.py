@@ -566,13 +566,14 @@ def test_chat_inference_applies_the_template(tmp_path, base_model):
     from ftcore.inference import make_generator
 
     loaded = load_config(run_config(tmp_path, base_model))
-    seen = []
+    seen, budgets = [], []
 
     class Recorder:
         device = "cpu"
 
         def generate(self, input_ids, **kwargs):
             seen.append(input_ids)
+            budgets.append(kwargs["max_new_tokens"])
             return torch.cat([input_ids, torch.tensor([[40]])], dim=1)
 
     from ftcore.testing import load_tiny_tokenizer
@@ -583,10 +584,17 @@ def test_chat_inference_applies_the_template(tmp_path, base_model):
     make_generator(loaded, Recorder(), tokenizer, chat=False)("hi")
     assert tokenizer.decode(seen[1][0]) == "<s>hi"
     Recorder.config = type("Config", (), {"max_position_embeddings": 70})
-    with pytest.raises(FtcoreError, match=r"the prompt is \d+ tokens: with the 64 to generate, it "
-                       r"must fit the model's 70 positions; shorten it to at most 6 tokens"):  # fmt: skip
+    with pytest.raises(FtcoreError, match=r"the prompt is \d+ tokens: the model has 70 positions"):
         make_generator(loaded, Recorder(), tokenizer, chat=False)("1+2+" * 50)
     assert len(seen) == 2  # past the model's positions it writes noise: nothing generated
+    make_generator(loaded, Recorder(), tokenizer, chat=False)("hi")  # 2 tokens of 70
+    assert budgets[-1] == 64
+    Recorder.config.max_position_embeddings = 40
+    make_generator(loaded, Recorder(), tokenizer, chat=False)("hi")
+    assert budgets[-1] == 40 - seen[-1].shape[1]  # up to the last position, not past it
+    Recorder.config.rope_scaling = {"rope_type": "yarn", "factor": 4.0}  # stretched: no limit
+    make_generator(loaded, Recorder(), tokenizer, chat=False)("1+2+" * 50)
+    assert budgets[-1] == 64
 
 
 def test_damaged_or_mismatched_saves_are_one_clear_error(tmp_path, base_model):
@@ -741,17 +749,23 @@ from ftcore import hookimpl
 @hookimpl
 def ftcore_compute_loss(cfg, model, inputs, trainer):
     loss = model(**inputs).loss
-    return loss * float("nan") if trainer.state.global_step >= 1 else loss
+    return loss * float("nan") if trainer.state.global_step >= 2 else loss
 """
 
 
 def test_a_run_whose_loss_turns_nan_stops_and_saves_no_model(tmp_path, base_model, plugin_site):
     plugin_site.add("unused", {}, {"testplugins.nan_loss": NAN_LOSS})
-    cfg = run_config(tmp_path, base_model, plugins=["testplugins.nan_loss"], max_steps=4)
+    cfg = run_config(tmp_path, base_model, plugins=["testplugins.nan_loss"], max_steps=6,
+                     logging_steps=2, save_steps=1)  # fmt: skip
     # transformers logs the mean of the earlier losses in place of a NaN one: the norm shows it
-    with pytest.raises(FtcoreError, match=r"training diverged at step 2: grad_norm is nan, so the"):
+    with pytest.raises(FtcoreError, match=r"training diverged at step 4: grad_norm is nan, so the"):
         train(load_config(cfg))
-    assert not list(Path(cfg["output_dir"]).glob("*.safetensors"))
+    out = Path(cfg["output_dir"])
+    assert not list(out.glob("*.safetensors"))
+    # step 3 went NaN and was saved; the last finite log was at step 2: auto resumes from there
+    assert (out / "checkpoint-3").is_dir() and checkpoints.newest_complete(
+        out
+    ) == out / "checkpoint-2"
 
 
 def test_a_plugin_loss_is_used_in_evaluation_too(tmp_path, base_model, plugin_site):

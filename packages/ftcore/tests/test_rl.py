@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import socket
@@ -121,6 +122,11 @@ def test_numeric_answers_are_read_as_text():
     # a CSV column of answers such as 12, or JSON numbers, reach the formatter as ints
     row = preference.preference({"prompt": "5+7=", "chosen": 12, "rejected": 13.5}, DS)
     assert row == {"prompt": "5+7=", "chosen": "12", "rejected": "13.5"}
+    # a column with a blank cell reads as floats: 12.0 is still the answer 12
+    assert (
+        preference.preference({"prompt": "5+7=", "chosen": 12.0, "rejected": 13}, DS)["chosen"]
+        == "12"
+    )
     with pytest.raises(RowError, match="field 'chosen' is bool, not text or messages"):
         preference.preference({"prompt": "a", "chosen": True, "rejected": "c"}, DS)
 
@@ -323,6 +329,31 @@ def test_what_a_reward_function_returns_is_checked(returned, problem):
     )
     abstaining = guard_reward(lambda **kwargs: [None, float("nan")], "score")
     assert abstaining(completions=["7", "2"])[0] is None  # TRL's way to abstain
+
+
+def test_arrays_and_async_reward_functions_stay_usable():
+    import asyncio
+
+    import numpy as np
+    import torch
+
+    from ftcore.rl import guard_reward
+
+    for vectorised in (np.array([1.0, 0.0]), torch.tensor([1.0, 0.0])):
+        score = guard_reward(lambda rewards=vectorised, **kwargs: rewards, "v")
+        assert score(completions=["7", "2"]) is vectorised  # TRL takes them as they are
+
+    async def scored(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    async def wrong(completions, **kwargs):
+        return "1.0"
+
+    guarded = guard_reward(scored, "scored")
+    assert inspect.iscoroutinefunction(guarded)  # TRL awaits async reward functions
+    assert asyncio.run(guarded(completions=["7", "2"])) == [1.0, 1.0]
+    with pytest.raises(FtcoreError, match="reward function 'wrong' returned a str, not a list"):
+        asyncio.run(guard_reward(wrong, "wrong")(completions=["7"]))
 
 
 def test_a_reward_file_that_does_not_import_or_a_name_that_is_no_function(tmp_path):

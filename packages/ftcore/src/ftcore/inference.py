@@ -73,6 +73,16 @@ def _uses_alpaca(cfg: Any) -> bool:
     return bool(cfg.datasets) and all(ds.type == "alpaca" for ds in cfg.datasets)
 
 
+def _position_limit(config: Any) -> int | None:
+    """The positions a model was trained for, or ``None`` where that is no limit (RoPE scaling
+    stretches them, and a config without the number says nothing)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    scaling = getattr(config, "rope_scaling", None) or {}
+    if isinstance(scaling, dict) and scaling.get("rope_type", "default") not in ("default", None):
+        return None
+    return limit if isinstance(limit, int) else None
+
+
 def make_generator(
     loaded: Any, model: Any, tokenizer: Any, max_new_tokens: int = 64, chat: bool | None = None
 ):
@@ -99,18 +109,18 @@ def make_generator(
             ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
             if tokenizer.bos_token_id is not None:
                 ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
-        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        if limit and ids.shape[1] + max_new_tokens > limit:  # past them, the model writes noise
+        limit = _position_limit(getattr(model, "config", None))
+        new_tokens = max_new_tokens if limit is None else min(max_new_tokens, limit - ids.shape[1])
+        if new_tokens < 1 <= max_new_tokens:  # past its positions, the model writes noise
             raise FtcoreError(
-                f"the prompt is {ids.shape[1]} tokens: with the {max_new_tokens} to generate, it "
-                f"must fit the model's {limit} positions; shorten it to at most "
-                f"{max(limit - max_new_tokens, 0)} tokens"
+                f"the prompt is {ids.shape[1]} tokens: the model has {limit} positions, and "
+                "none is left to generate into; shorten it"
             )
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(model.device),
                 attention_mask=torch.ones_like(ids).to(model.device),
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import inspect
 import logging
 import math
 import urllib.error
@@ -126,22 +127,20 @@ def _describe_row(kwargs: dict[str, Any], index: int) -> str:
 
 
 def guard_reward(func: Any, name: str) -> Any:
-    """Wrap a reward function so a failure names the function and the row it failed on."""
+    """Wrap a reward function so a failure names the function and the row it failed on, and a
+    return value TRL cannot use names the function. An async function stays async (TRL awaits
+    those)."""
 
-    @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            rewards = func(*args, **kwargs)
-        except Exception as exc:
-            index = _failing_row(func, kwargs)
-            where = (
-                f" on row {index} (prompt {_describe_row(kwargs, index)!r})"
-                if index is not None
-                else ""
-            )
-            raise FtcoreError(
-                f"reward function '{name}' failed{where}: {type(exc).__name__}: {exc}"
-            ) from exc
+    def failed(exc: Exception, kwargs: dict[str, Any]) -> FtcoreError:
+        index = None if is_async else _failing_row(func, kwargs)
+        where = (
+            f" on row {index} (prompt {_describe_row(kwargs, index)!r})"
+            if index is not None
+            else ""
+        )
+        return FtcoreError(f"reward function '{name}' failed{where}: {type(exc).__name__}: {exc}")
+
+    def checked(rewards: Any, kwargs: dict[str, Any]) -> Any:
         if problem := _rewards_problem(rewards, len(kwargs.get("completions") or [])):
             raise FtcoreError(
                 f"reward function '{name}' returned {problem}; it must return a list with one "
@@ -149,12 +148,35 @@ def guard_reward(func: Any, name: str) -> Any:
             )
         return rewards
 
+    is_async = inspect.iscoroutinefunction(func)
+    if is_async:
+
+        @functools.wraps(func)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                rewards = await func(*args, **kwargs)
+            except Exception as exc:
+                raise failed(exc, kwargs) from exc
+            return checked(rewards, kwargs)
+
+    else:
+
+        @functools.wraps(func)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                rewards = func(*args, **kwargs)
+            except Exception as exc:
+                raise failed(exc, kwargs) from exc
+            return checked(rewards, kwargs)
+
     guarded.__name__ = getattr(func, "__name__", name)
     return guarded
 
 
 def _rewards_problem(rewards: Any, count: int) -> str | None:
     """What is wrong with a reward function's return value for ``count`` completions."""
+    if hasattr(rewards, "tolist") and getattr(rewards, "ndim", 1) == 1:  # numpy, torch: TRL's too
+        rewards = rewards.tolist()
     if not isinstance(rewards, list | tuple):
         return f"a {type(rewards).__name__}, not a list"
     if len(rewards) != count:

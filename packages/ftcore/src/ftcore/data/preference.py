@@ -20,7 +20,9 @@ def _text_or_messages(row: dict[str, Any], key: str, ds: Any) -> str | list[dict
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # an answer such as 12, which JSON and CSV readers hand over as a number
+        # an answer such as 12, which JSON and CSV readers hand over as a number (12.0 where the
+        # column also holds a blank or a fraction)
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     if isinstance(value, list):
         return read_messages(value, ds, key)
     raise RowError(f"field '{key}' is {type(value).__name__}, not text or messages")

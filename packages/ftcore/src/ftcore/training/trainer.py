@@ -47,17 +47,32 @@ class FtcoreTrainerMixin:
 
     def _stop_if_diverged(self, logs: dict[str, float]) -> None:
         """Stop at a NaN or infinite loss or gradient norm: the weights are lost, and saving them
-        as the model would hide it. fp16 is left alone: its loss scaler skips such steps."""
-        if self.args.fp16:
+        as the model would hide it. fp16 is left alone: its loss scaler skips such steps.
+
+        Checkpoints saved since the last finite log lose their completion marker, so that
+        ``resume_from_checkpoint: auto`` takes the newest one from before."""
+        if self.args.fp16 or "loss" not in logs:
             return
-        for name in ("loss", "grad_norm"):
-            value = logs.get(name)
-            if isinstance(value, int | float) and not math.isfinite(value):
-                raise FtcoreError(
-                    f"training diverged at step {self.state.global_step}: {name} is {value}, so "
-                    "the weights are no longer numbers and are not saved. Lower learning_rate, or "
-                    "look for rows with no trained token (a prompt longer than sequence_len)"
-                )
+        bad = [
+            (name, value)
+            for name in ("loss", "grad_norm")
+            if isinstance(value := logs.get(name), int | float) and not math.isfinite(value)
+        ]
+        if not bad:
+            self.ftcore_last_finite_step = self.state.global_step
+            return
+        last_good = getattr(self, "ftcore_last_finite_step", 0)
+        if self.args.should_save:
+            for step, folder in checkpoints.checkpoints(Path(self.args.output_dir)):
+                if step > last_good:
+                    checkpoints.unmark(folder)
+        name, value = bad[0]
+        raise FtcoreError(
+            f"training diverged at step {self.state.global_step}: {name} is {value}, so the "
+            "weights are no longer numbers and are not saved (nor are the checkpoints after step "
+            f"{last_good}, the last finite log, resumed). Lower learning_rate, or look for rows "
+            "with no trained token (a prompt longer than sequence_len)"
+        )
 
     def get_eval_dataloader(self, eval_dataset=None):
         if self.ftcore_eval_collator in (None, self.data_collator):
