@@ -76,7 +76,6 @@ class LocalTeacher:
 
     def __init__(self, path: str, top_k: int, temperature: float, device: Any, dtype: Any,
                  vocab: int | None = None, student_tokenizer: Any = None):  # fmt: skip
-
         from transformers import AutoModelForCausalLM
 
         if is_local_path(path) and not expand(path).exists():

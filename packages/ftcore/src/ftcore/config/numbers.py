@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ftcore.config.messages import format_path
+from ftcore.config.messages import _is_list, _nested_model, format_path
 from ftcore.errors import Problem
 
 
@@ -33,19 +33,6 @@ def _number_kind(annotation: Any) -> str | None:
     if float in members:
         return "a number"
     return "an integer" if int in members else None
-
-
-def _models_in(annotation: Any, container: type) -> list[type[BaseModel]]:
-    """Models a value of ``container`` type (dict for a block, list for entries) is read as."""
-    found = []
-    for member in _members(annotation):
-        origin = typing.get_origin(member)
-        if container is dict and isinstance(member, type) and issubclass(member, BaseModel):
-            found.append(member)
-        elif container is list and origin is list:
-            (item,) = typing.get_args(member) or (Any,)
-            found += [m for m in _members(item) if isinstance(m, type) and issubclass(m, BaseModel)]
-    return found
 
 
 def _item_number_kind(annotation: Any) -> str | None:
@@ -81,11 +68,11 @@ def find_booleans_for_numbers(
         if field is None:
             continue  # unknown keys are pydantic's to report
         where = (*path, key)
+        block, entries = _nested_model(field.annotation), _is_list(field.annotation)
         if isinstance(value, bool) and (kind := _number_kind(field.annotation)):
             problems.append(_problem(where, kind, value, field))
-        elif isinstance(value, dict):
-            for block in _models_in(field.annotation, dict)[:1]:
-                problems += find_booleans_for_numbers(value, block, where)
+        elif isinstance(value, dict) and block and not entries:
+            problems += find_booleans_for_numbers(value, block, where)
         elif isinstance(value, list):
             if kind := _item_number_kind(field.annotation):
                 problems += [
@@ -93,8 +80,8 @@ def find_booleans_for_numbers(
                     for index, item in enumerate(value)
                     if isinstance(item, bool)
                 ]
-            for entry_model in _models_in(field.annotation, list)[:1]:
+            if block and entries:
                 for index, entry in enumerate(value):
                     if isinstance(entry, dict):
-                        problems += find_booleans_for_numbers(entry, entry_model, (*where, index))
+                        problems += find_booleans_for_numbers(entry, block, (*where, index))
     return problems

@@ -59,14 +59,12 @@ def data_files_of(path: Path, ds: DatasetConfig) -> list[Path]:
 _TEXT_FORMATS = ("json", "csv", "text")
 
 
-def _is_blank(path: Path) -> bool:
-    """Empty, or (a text file of a few MB at most) only whitespace."""
+def _is_blank(path: Path, text: bool) -> bool:
+    """Empty, or (a ``text`` file of a few MB at most) only whitespace."""
     size = path.stat().st_size
     if size == 0:
         return True
-    if size > 4 * 2**20 or path.suffix.lower() not in (".json", ".jsonl", ".csv", ".txt"):
-        return False
-    return not path.read_bytes().strip()
+    return text and size <= 4 * 2**20 and not path.read_bytes().strip()
 
 
 def _check_utf8(path: Path) -> None:
@@ -129,7 +127,7 @@ def load_rows(ds: DatasetConfig, token: str | None = None) -> Any:
                     "list one format per datasets entry"
                 )
             fmt = formats.pop()
-            if empty := [str(f) for f in files if _is_blank(f)]:
+            if empty := [str(f) for f in files if _is_blank(f, fmt in _TEXT_FORMATS)]:
                 raise FtcoreError(f"dataset {ds.path}: empty file {', '.join(empty)}")
             if fmt in _TEXT_FORMATS:
                 for f in files:

@@ -26,6 +26,7 @@ class FtcoreTrainerMixin:
     ftcore_eval_collator: Any = None
     ftcore_last_loss: Any = None  # the last micro-batch's loss, for plugins that need it
     ftcore_step_metrics: dict[str, list[Any]] | None = None  # see ftcore_record_metric
+    ftcore_last_finite_step: int = 0  # the step of the last log without NaN (_stop_if_diverged)
 
     def ftcore_record_metric(self, name: str, value: Any) -> None:
         """Report a training metric of the current micro-batch (a float or a 0-d tensor).
@@ -61,7 +62,7 @@ class FtcoreTrainerMixin:
         if not bad:
             self.ftcore_last_finite_step = self.state.global_step
             return
-        last_good = getattr(self, "ftcore_last_finite_step", 0)
+        last_good = self.ftcore_last_finite_step
         if self.args.should_save:
             for step, folder in checkpoints.checkpoints(Path(self.args.output_dir)):
                 if step > last_good:
