@@ -153,7 +153,7 @@ def test_too_long_rows_are_an_error_when_asked(tmp_path, tiny_tokenizer):
     with pytest.raises(FtcoreError) as info:
         prepare_datasets(cfg, tiny_tokenizer)
     assert str(info.value) == (
-        f"dataset {path}: 1 rows are longer than sequence_len 16 (first: row 1, 32 > 16 tokens); "
+        f"dataset {path}: 1 row is longer than sequence_len 16 (first: row 1, 32 > 16 tokens); "
         "raise sequence_len, or set excess_length_strategy: truncate or drop"
     )
 

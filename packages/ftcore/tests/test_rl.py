@@ -7,11 +7,13 @@ import json
 import logging
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from ftcore.config import load_config
 from ftcore.data import preference
+from ftcore.data.rl_lengths import check_length
 from ftcore.data.strategies import RowError
 from ftcore.errors import FtcoreError
 from ftcore.pipeline import train
@@ -129,6 +131,73 @@ def test_numeric_answers_are_read_as_text():
     )
     with pytest.raises(RowError, match="field 'chosen' is bool, not text or messages"):
         preference.preference({"prompt": "a", "chosen": True, "rejected": "c"}, DS)
+
+
+def test_a_pair_that_prefers_nothing_is_skipped():
+    with pytest.raises(RowError, match="chosen and rejected are the same answer"):
+        preference.preference({"prompt": "1+1=", "chosen": "2 ", "rejected": "2"}, DS)
+    same = [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]
+    with pytest.raises(RowError, match="the pair prefers nothing"):
+        preference.chatml_ultra({"prompt": "1+1?", "chosen": same, "rejected": same}, DS)
+
+
+def test_rl_rows_are_held_to_sequence_len_as_trl_counts_their_tokens(tiny_tokenizer):
+    # the tiny tokenizer makes a token of each character here; TRL ends text answers with EOS
+    def check(row, method, strategy="drop", limit=10):
+        cfg = SimpleNamespace(sequence_len=limit, excess_length_strategy=strategy)
+        check_length(row, method, tiny_tokenizer, cfg)
+
+    check({"prompt": "1+2=", "chosen": "34567", "rejected": "4"}, "dpo")  # 4 + 5 + EOS
+    with pytest.raises(RowError, match=r"^longer than sequence_len \(11 > 10 tokens\)$"):
+        check({"prompt": "1+2=", "chosen": "4", "rejected": "345678"}, "dpo")
+    check({"prompt": "1+2=", "chosen": "4", "rejected": "345678"}, "orpo", "truncate")
+    with pytest.raises(RowError, match=r"the prompt alone is 10 of 10 tokens"):
+        check({"prompt": "1+2=345678", "chosen": "4", "rejected": "5"}, "dpo", "truncate")
+    with pytest.raises(RowError, match=r"\(11 > 10 tokens\)"):
+        check({"prompt": "1+2=", "completion": "345678", "label": True}, "kto", "error")
+    check({"prompt": "1+2=345678"}, "grpo")
+    with pytest.raises(RowError, match=r"a prompt of 11 > 10 tokens; GRPO prompts are not cut"):
+        check({"prompt": "1+2=3456789"}, "grpo", "truncate")
+    # message lists are counted through the chat template, with the generation prompt
+    messages = [{"role": "user", "content": "1+2="}]
+    templated = len(
+        tiny_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
+    )
+    check({"prompt": messages}, "grpo", limit=templated)
+    with pytest.raises(RowError, match="longer than sequence_len"):
+        check({"prompt": messages}, "grpo", limit=templated - 1)
+
+
+def test_long_preference_rows_are_skipped_and_counted(tmp_path, base_model, caplog):
+    rows = data.preference_rows(32)
+    for row in rows[:5]:
+        row["chosen"] = "9" * 40  # past sequence_len 32
+    cfg = rl_config(tmp_path, base_model, "dpo")
+    data.write_jsonl(cfg["datasets"][0]["path"], rows)
+    with caplog.at_level(logging.WARNING, logger="ftcore"):
+        train(load_config(cfg))
+    assert "skipped 5 of 32 rows" in caplog.text
+    counts = json.loads(Path(cfg["output_dir"], "ftcore_run.json").read_text())["data"]
+    assert counts["datasets"]["datasets[0]"]["kept"] == 27
+    assert counts["train_rows"] == 27
+
+
+def test_rl_rows_longer_than_sequence_len_can_be_an_error(tmp_path, base_model):
+    rows = data.prompt_rows(32)
+    rows[3]["prompt"] = "1+" * 20 + "1="
+    cfg = rl_config(tmp_path, base_model, "grpo", excess_length_strategy="error")
+    data.write_jsonl(cfg["datasets"][0]["path"], rows)
+    with pytest.raises(FtcoreError, match=r"1 row is longer than sequence_len 32 \(first: row 3"):
+        train(load_config(cfg))
+    assert not Path(cfg["output_dir"]).exists()
+
+
+def test_no_preference_row_within_sequence_len_is_one_clear_error(tmp_path, base_model):
+    cfg = rl_config(tmp_path, base_model, "dpo", sequence_len=4)  # every prompt fills it
+    with pytest.raises(FtcoreError, match="none of its 32 rows fits type 'preference'"):
+        train(load_config(cfg))
 
 
 # -------------------------------------------------------------------------------------- training

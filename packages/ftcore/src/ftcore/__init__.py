@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
-__version__ = "0.3.2"
+__version__ = "0.3.3"
 
 hookimpl = pluggy.HookimplMarker("ftcore")
 """Marker for hook implementations: ``@hookimpl def ftcore_configure(cfg): ...``."""

@@ -53,33 +53,47 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
+def _pair(prompt: Any, chosen: Any, rejected: Any) -> dict[str, Any]:
+    if _plain(chosen) == _plain(rejected):
+        raise RowError("chosen and rejected are the same answer: the pair prefers nothing")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _plain(answer: Any) -> Any:
+    """An answer with the whitespace around its text (or each message's) left out."""
+    if isinstance(answer, str):
+        return answer.strip()
+    return [{**m, "content": m["content"].strip()} if isinstance(m.get("content"), str) else m
+            for m in answer]  # fmt: skip
+
+
 def preference(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     """``{prompt, chosen, rejected}``: text, or message lists."""
     prompt = _text_or_messages(row, "prompt", ds)
-    return {
-        "prompt": prompt,
-        "chosen": _answer_like(prompt, _text_or_messages(row, "chosen", ds), "chosen"),
-        "rejected": _answer_like(prompt, _text_or_messages(row, "rejected", ds), "rejected"),
-    }
+    return _pair(
+        prompt,
+        _answer_like(prompt, _text_or_messages(row, "chosen", ds), "chosen"),
+        _answer_like(prompt, _text_or_messages(row, "rejected", ds), "rejected"),
+    )
 
 
 def chatml_intel(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     """Intel/orca_dpo_pairs: ``{system?, question, chosen, rejected}`` (text)."""
     system = row.get("system") if isinstance(row.get("system"), str) else None
-    return {
-        "prompt": _user(_text(row, "question"), system),
-        "chosen": _assistant(_text(row, "chosen")),
-        "rejected": _assistant(_text(row, "rejected")),
-    }
+    return _pair(
+        _user(_text(row, "question"), system),
+        _assistant(_text(row, "chosen")),
+        _assistant(_text(row, "rejected")),
+    )
 
 
 def chatml_argilla(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     """argilla/distilabel pairs: ``{instruction, chosen_response, rejected_response}`` (text)."""
-    return {
-        "prompt": _user(_text(row, "instruction")),
-        "chosen": _assistant(_text(row, "chosen_response")),
-        "rejected": _assistant(_text(row, "rejected_response")),
-    }
+    return _pair(
+        _user(_text(row, "instruction")),
+        _assistant(_text(row, "chosen_response")),
+        _assistant(_text(row, "rejected_response")),
+    )
 
 
 def _last_assistant(messages: list[dict[str, str]], key: str) -> list[dict[str, str]]:
@@ -92,11 +106,11 @@ def chatml_ultra(row: dict[str, Any], ds: Any) -> dict[str, Any]:
     """UltraFeedback binarized: ``{prompt, chosen: [msgs], rejected: [msgs]}``, answers last."""
     chosen = read_messages(row.get("chosen"), ds, "chosen")
     rejected = read_messages(row.get("rejected"), ds, "rejected")
-    return {
-        "prompt": _user(_text(row, "prompt")),
-        "chosen": _last_assistant(chosen, "chosen"),
-        "rejected": _last_assistant(rejected, "rejected"),
-    }
+    return _pair(
+        _user(_text(row, "prompt")),
+        _last_assistant(chosen, "chosen"),
+        _last_assistant(rejected, "rejected"),
+    )
 
 
 def kto(row: dict[str, Any], ds: Any) -> dict[str, Any]:

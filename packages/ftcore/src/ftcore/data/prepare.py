@@ -21,6 +21,7 @@ from typing import Any
 
 from ftcore import __version__
 from ftcore.data.preference import RL_FORMATTERS
+from ftcore.data.rl_lengths import check_length
 from ftcore.data.sources import data_files_of, is_saved_dataset, load_rows
 from ftcore.data.strategies import BUILTIN_STRATEGIES, IGNORE_INDEX, RowError
 from ftcore.errors import FtcoreError
@@ -172,7 +173,8 @@ def _check_skipped(
     if too_long and cfg.excess_length_strategy == "error":
         first = next(i for i, r in skipped if r.startswith("longer than"))
         raise FtcoreError(
-            f"dataset {ds.path}: {too_long} rows are longer than sequence_len {cfg.sequence_len} "
+            f"dataset {ds.path}: {too_long} {'row is' if too_long == 1 else 'rows are'} longer than "
+            f"sequence_len {cfg.sequence_len} "
             f"(first: row {first}, {errors[first].split('(')[1].rstrip(')')}); raise sequence_len, "
             "or set excess_length_strategy: truncate or drop"
         )
@@ -227,15 +229,20 @@ def _tokenize_one(ds: Any, cfg: Any, tokenizer: Any, strategy: Any, report: Any,
     return kept, stats
 
 
-def _format_one(ds: Any, cfg: Any, formatter: Any, report: Any, report_path: Path):
-    """Preference and RL rows: renamed and normalised for TRL, which tokenizes them itself."""
+def _format_one(ds: Any, cfg: Any, tokenizer: Any, formatter: Any, report: Any, report_path: Path):
+    """Preference and RL rows: renamed and normalised for TRL, which tokenizes them itself; their
+    lengths are counted here, so ``sequence_len`` holds for them as for SFT rows."""
     import datasets
+    from tqdm.auto import tqdm
 
     rows = load_rows(ds, cfg.hf_token)
     kept, errors = [], []
-    for row in rows:
+    for row in tqdm(rows, desc=f"Formatting {ds.path}", disable=len(rows) < 1000):
         try:
-            kept.append(formatter(row, ds))
+            formatted = formatter(row, ds)
+            if cfg.rl:
+                check_length(formatted, cfg.rl, tokenizer, cfg)
+            kept.append(formatted)
             errors.append("")
         except RowError as exc:
             errors.append(str(exc))
@@ -297,11 +304,15 @@ def prepare_datasets(
                     report_path = cache_dir / REPORT_NAME
                     if ds.type in RL_FORMATTERS:
                         formatter = RL_FORMATTERS[ds.type]
-                        part, stats = _format_one(ds, cfg, formatter, report, report_path)
+                        part, stats = _format_one(
+                            ds, cfg, tokenizer, formatter, report, report_path
+                        )
                     elif callable(getattr(strategies.get(ds.type), "format_row", None)):
                         row_formatter = strategies[ds.type].format_row
                         formatter = lambda row, ds, f=row_formatter: f(row, ds, cfg)  # noqa: E731
-                        part, stats = _format_one(ds, cfg, formatter, report, report_path)
+                        part, stats = _format_one(
+                            ds, cfg, tokenizer, formatter, report, report_path
+                        )
                     elif ds.type in strategies:
                         strategy = strategies[ds.type]
                         part, stats = _tokenize_one(
