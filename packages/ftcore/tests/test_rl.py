@@ -326,6 +326,34 @@ def test_a_failing_reward_function_is_named_with_its_row(tmp_path, base_model, p
     assert f"(prompt '{rows[0]['prompt']}'): ZeroDivisionError: division by zero" in message
 
 
+def test_trl_settings_that_trl_would_refuse_late_are_refused_before_the_model_loads(
+    tmp_path, base_model, monkeypatch
+):
+    import ftcore.modeling
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(ftcore.modeling, "load_model", no_model)
+    cfg = rl_config(tmp_path, base_model, "dpo", trl={"loss_type": "sigmoidd"})
+    with pytest.raises(FtcoreError) as info:
+        train(load_config(cfg))
+    assert str(info.value).startswith(
+        "trl.loss_type: 'sigmoidd' is not a loss of TRL's DPO trainer (did you mean 'sigmoid'?); "
+        "choose from sigmoid, hinge, ipo,"
+    )
+    cfg = rl_config(tmp_path, base_model, "kto", trl={"loss_type": "apo_zero"})
+    with pytest.raises(FtcoreError, match="did you mean 'apo_zero_unpaired'"):
+        train(load_config(cfg))
+    cfg = rl_config(tmp_path, base_model, "orpo", trl={"loss_type": "sigmoid"})
+    with pytest.raises(FtcoreError, match="TRL's ORPO trainer has no loss variants; remove"):
+        train(load_config(cfg))
+    cfg = rl_config(tmp_path, base_model, "grpo", trl={"reward_weights": [1.0, 0.5]})
+    with pytest.raises(FtcoreError, match="has 2 weights for 1 reward functions"):
+        train(load_config(cfg))
+    assert not Path(cfg["output_dir"]).exists()
+
+
 def test_unknown_reward_function_is_a_clear_error(tmp_path, base_model):
     cfg = rl_config(tmp_path, base_model, "grpo", trl={"reward_funcs": ["no_such_reward"]})
     with pytest.raises(FtcoreError, match="cannot find reward function 'no_such_reward'"):

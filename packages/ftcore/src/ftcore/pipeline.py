@@ -162,6 +162,11 @@ def _train(loaded: Any) -> dict[str, Any]:
 
     _quiet_other_ranks()
     cfg, host = loaded.cfg, loaded.host
+    rewards: list[Any] = []
+    if cfg.rl:
+        from ftcore.rl import check_rl
+
+        rewards = check_rl(cfg, host)  # before anything is cleared, read or loaded
     output_dir = Path(cfg.output_dir)
     clear_earlier_run(cfg.resume_from_checkpoint, output_dir, cfg.overwrite_output_dir)
     resume = resolve_resume(cfg.resume_from_checkpoint, output_dir)
@@ -198,7 +203,7 @@ def _train(loaded: Any) -> dict[str, Any]:
     if cfg.rl:
         from ftcore.rl import build_rl_trainer
 
-        trainer = build_rl_trainer(loaded, model, tokenizer, train_set, eval_set, args_for)
+        trainer = build_rl_trainer(loaded, model, tokenizer, train_set, eval_set, args_for, rewards)
     else:
         trainer = _sft_trainer(loaded, model, tokenizer, train_set, eval_set, args_for)
     trainer.ftcore_cfg, trainer.ftcore_host = cfg, host

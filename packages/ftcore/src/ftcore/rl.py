@@ -14,12 +14,14 @@ import importlib
 import inspect
 import logging
 import math
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ftcore.errors import FtcoreError
+from ftcore.suggest import did_you_mean
 
 log = logging.getLogger("ftcore")
 
@@ -36,6 +38,47 @@ def trl_classes(method: str) -> tuple[type, type]:
     module_name, trainer_name, config_name = TRAINERS[method]
     module = importlib.import_module(module_name)
     return getattr(module, trainer_name), getattr(module, config_name)
+
+
+def documented_losses(config_class: type) -> list[str] | None:
+    """The loss names TRL's config class gives for ``loss_type`` (its ``choices``, else the quoted
+    names in its help; empty when it names none), or ``None`` when it has no such field."""
+    field = getattr(config_class, "__dataclass_fields__", {}).get("loss_type")
+    if field is None:
+        return None
+    if field.metadata.get("choices"):
+        return list(field.metadata["choices"])
+    return list(dict.fromkeys(re.findall(r"'([a-z][a-z0-9_]*)'", field.metadata.get("help", ""))))
+
+
+def _check_loss_type(cfg: Any) -> None:
+    wanted = cfg.trl.loss_type
+    if wanted is None:
+        return
+    names = documented_losses(trl_classes(cfg.rl)[1])
+    if names is None:
+        raise FtcoreError(
+            f"trl.loss_type: TRL's {cfg.rl.upper()} trainer has no loss variants; remove the key"
+        )
+    if names and wanted not in names:
+        raise FtcoreError(
+            f"trl.loss_type: '{wanted}' is not a loss of TRL's {cfg.rl.upper()} trainer"
+            f"{did_you_mean(wanted, names)}; choose from {', '.join(names)}"
+        )
+
+
+def check_rl(cfg: Any, host: Any) -> list[Any]:
+    """What TRL would find only after the model has loaded, or at the first step, checked first:
+    ``trl.loss_type``; for GRPO the reward functions (returned, guarded), one weight per
+    function, and the vLLM server."""
+    _check_loss_type(cfg)
+    if cfg.rl != "grpo":
+        return []
+    rewards = reward_functions(cfg, host)
+    _weights(cfg.trl.reward_weights, len(rewards))
+    if cfg.trl.use_vllm:
+        check_vllm_server(cfg)
+    return rewards
 
 
 def trl_values(cfg: Any, reward_count: int = 0) -> dict[str, Any]:
@@ -298,9 +341,16 @@ def _reference(cfg: Any, model: Any) -> Any:
 
 
 def build_rl_trainer(
-    loaded: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any, args_for: Any
+    loaded: Any,
+    model: Any,
+    tokenizer: Any,
+    train_set: Any,
+    eval_set: Any,
+    args_for: Any,
+    rewards: list[Any],
 ) -> Any:
-    """The TRL trainer of ``cfg.rl``, with ftcore's trainer mixin and hooks."""
+    """The TRL trainer of ``cfg.rl``, with ftcore's trainer mixin and hooks; ``rewards`` are
+    :func:`check_rl`'s reward functions."""
     from ftcore.training.trainer import compose_trainer_class
 
     cfg, host = loaded.cfg, loaded.host
@@ -312,12 +362,8 @@ def build_rl_trainer(
         "processing_class": tokenizer,
         "callbacks": host.callbacks(cfg, model),
     }
-    rewards: list[Any] = []
     if cfg.rl == "grpo":
-        rewards = reward_functions(cfg, host)
         kwargs["reward_funcs"] = rewards
-        if cfg.trl.use_vllm:
-            check_vllm_server(cfg)
         if (cfg.trl.beta or 0) > 0 and not cfg.adapter and cfg.model_init == "random":
             # TRL rebuilds GRPO's reference from the model's path; a random start has no weights
             # there, so rank 0 saves the starting weights for every rank to load.
