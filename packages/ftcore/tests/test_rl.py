@@ -218,6 +218,19 @@ def test_each_method_trains_and_saves(tmp_path, base_model, method, adapter):
     assert len(logged(cfg["output_dir"], "loss")) == 2
 
 
+def test_kto_rows_of_one_label_get_ftcore_s_warning_not_trl_s_weight_advice(
+    tmp_path, base_model, caplog
+):
+    cfg = rl_config(tmp_path, base_model, "kto", max_steps=1)
+    rows = [{**row, "label": True} for row in data.kto_rows(32)]
+    data.write_jsonl(cfg["datasets"][0]["path"], rows)
+    with caplog.at_level(logging.WARNING):
+        train(load_config(cfg))
+    assert "all 32 KTO training rows are labelled true (desirable)" in caplog.text
+    assert "add rows labelled false" in caplog.text
+    assert "desirable_weight in" not in caplog.text
+
+
 def test_dpo_loss_falls_on_a_separable_preference_set(tmp_path, base_model):
     # Chosen answers are digits, rejected ones are words: a preference one feature separates.
     rows = [{**row, "rejected": "no"} for row in data.preference_rows(64)]

@@ -8,6 +8,7 @@ rollouts to the ``ftcore_on_rollouts`` hook.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
@@ -340,6 +341,40 @@ def _reference(cfg: Any, model: Any) -> Any:
     return reference
 
 
+class _WithoutWeightAdvice(logging.Filter):
+    """Drops TRL's advice on KTO's desirable/undesirable weights, which no weight can follow
+    when every row carries one label."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "You have different amounts of desirable" not in record.getMessage()
+
+
+def _one_kto_label(train_set: Any) -> contextlib.AbstractContextManager:
+    """Warn, in ftcore's words, when every KTO row has the same label; the context it returns
+    keeps TRL's weight advice for that case out of the log while the trainer is built."""
+    labels = set(train_set["label"])
+    if len(labels) != 1:
+        return contextlib.nullcontext()
+    (label,) = labels
+    log.warning(
+        "ftcore: all %d KTO training rows are labelled %s; KTO learns from desirable and "
+        "undesirable completions together, so add rows labelled %s",
+        len(train_set),
+        "true (desirable)" if label else "false (undesirable)",
+        "false" if label else "true",
+    )
+    return _filtered(logging.getLogger("trl.trainer.kto_trainer"), _WithoutWeightAdvice())
+
+
+@contextlib.contextmanager
+def _filtered(logger: logging.Logger, rule: logging.Filter) -> Any:
+    logger.addFilter(rule)
+    try:
+        yield
+    finally:
+        logger.removeFilter(rule)
+
+
 def build_rl_trainer(
     loaded: Any,
     model: Any,
@@ -387,4 +422,5 @@ def build_rl_trainer(
     trainer_class = compose_trainer_class(chosen)
     if cfg.rl == "grpo":
         trainer_class = type(trainer_class.__name__, (RolloutHooksMixin, trainer_class), {})
-    return trainer_class(args=args, **kwargs)
+    with _one_kto_label(train_set) if cfg.rl == "kto" else contextlib.nullcontext():
+        return trainer_class(args=args, **kwargs)
