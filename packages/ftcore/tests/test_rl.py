@@ -13,7 +13,7 @@ import pytest
 
 from ftcore.config import load_config
 from ftcore.data import preference
-from ftcore.data.rl_lengths import check_length
+from ftcore.data.rl_lengths import answered_count, check_length, token_count
 from ftcore.data.strategies import RowError
 from ftcore.errors import FtcoreError
 from ftcore.pipeline import train
@@ -168,6 +168,26 @@ def test_rl_rows_are_held_to_sequence_len_as_trl_counts_their_tokens(tiny_tokeni
     check({"prompt": messages}, "grpo", limit=templated)
     with pytest.raises(RowError, match="longer than sequence_len"):
         check({"prompt": messages}, "grpo", limit=templated - 1)
+
+
+@pytest.mark.parametrize("layout", ["text", "messages"])
+def test_the_counts_are_those_of_trl_s_own_tokenization(tiny_tokenizer, layout):
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    row = {"prompt": "12+3=", "chosen": "15", "rejected": "9"}
+    if layout == "messages":
+        row = preference.chatml_intel({"system": "Add.", "question": "12+3=", **row}, DS)
+    trainer = DPOTrainer.__new__(DPOTrainer)  # only its dataset preparation runs
+    trainer._tokenizer = tiny_tokenizer
+    args = SimpleNamespace(dataset_num_proc=None, max_length=None, truncation_mode="keep_start")
+    rows = Dataset.from_list([row])
+    tokenized = DPOTrainer._prepare_dataset(trainer, rows, tiny_tokenizer, args, "train")[0]
+    prompt = len(tokenized["prompt_ids"])
+    assert token_count(tiny_tokenizer, row["prompt"], prompt=True) == prompt
+    for key in ("chosen", "rejected"):
+        expected = prompt + len(tokenized[f"{key}_ids"])
+        assert answered_count(tiny_tokenizer, row["prompt"], row[key]) == expected
 
 
 def test_long_preference_rows_are_skipped_and_counted(tmp_path, base_model, caplog):

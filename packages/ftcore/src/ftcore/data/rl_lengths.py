@@ -28,11 +28,13 @@ def token_count(tokenizer: Any, value: str | list[dict[str, Any]], prompt: bool 
     return len(encoded["input_ids"])
 
 
-def _prompt_and(tokenizer: Any, prompt: Any, answer: Any) -> Any:
-    if isinstance(prompt, list):
-        return prompt + answer
-    eos = tokenizer.eos_token  # TRL ends a text answer with EOS
-    return prompt + answer if not eos or answer.endswith(eos) else prompt + answer + eos
+def answered_count(tokenizer: Any, prompt: Any, answer: Any) -> int:
+    """Tokens of a prompt followed by an answer, as TRL tokenizes the pair (it ends a text answer
+    with EOS)."""
+    if not isinstance(prompt, list):
+        eos = tokenizer.eos_token
+        answer = answer if not eos or answer.endswith(eos) else answer + eos
+    return token_count(tokenizer, prompt + answer)
 
 
 def check_length(row: dict[str, Any], method: str, tokenizer: Any, cfg: Any) -> None:
@@ -47,8 +49,8 @@ def check_length(row: dict[str, Any], method: str, tokenizer: Any, cfg: Any) -> 
     answers = ANSWERS.get(method, ())
     try:
         prompt_tokens = token_count(tokenizer, row["prompt"], prompt=True)
-        sequences = [_prompt_and(tokenizer, row["prompt"], row[key]) for key in answers]
-        longest = max((token_count(tokenizer, sequence) for sequence in sequences), default=0)
+        counts = [answered_count(tokenizer, row["prompt"], row[key]) for key in answers]
+        longest = max(counts, default=0)
     except Exception:  # a row the template cannot render: TRL's own error names it later
         return
     if not answers:  # GRPO: completions are generated after the prompt
