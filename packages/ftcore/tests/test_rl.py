@@ -13,7 +13,7 @@ import pytest
 
 from ftcore.config import load_config
 from ftcore.data import preference
-from ftcore.data.rl_lengths import answered_count, check_length, token_count
+from ftcore.data.rl_lengths import answered_count, check_length, orpo_counts, token_count
 from ftcore.data.strategies import RowError
 from ftcore.errors import FtcoreError
 from ftcore.pipeline import train
@@ -170,24 +170,54 @@ def test_rl_rows_are_held_to_sequence_len_as_trl_counts_their_tokens(tiny_tokeni
         check({"prompt": messages}, "grpo", limit=templated - 1)
 
 
-@pytest.mark.parametrize("layout", ["text", "messages"])
-def test_the_counts_are_those_of_trl_s_own_tokenization(tiny_tokenizer, layout):
+def trl_tokenized(method: str, row: dict, tokenizer) -> tuple[int, list[int]]:
+    """The prompt's tokens and each sequence's, from TRL's own preparation of ``row``."""
     from datasets import Dataset
-    from trl import DPOTrainer
+    from trl import DPOTrainer, KTOTrainer
+    from trl.data_utils import maybe_apply_chat_template
+    from trl.experimental.orpo import ORPOTrainer
 
+    if method == "orpo":
+        trainer = ORPOTrainer.__new__(ORPOTrainer)  # only its row tokenization runs
+        trainer.processing_class, trainer.is_encoder_decoder, trainer.max_length = (
+            tokenizer,
+            False,
+            10**6,
+        )
+        out = trainer.tokenize_row(maybe_apply_chat_template(row, tokenizer))
+        return len(out["prompt_input_ids"]), [
+            len(out[f"{k}_input_ids"]) for k in ("chosen", "rejected")
+        ]
+    kind = DPOTrainer if method == "dpo" else KTOTrainer
+    trainer = kind.__new__(kind)  # only its dataset preparation runs
+    trainer._tokenizer, trainer.calculate_KL = tokenizer, False
+    args = SimpleNamespace(
+        dataset_num_proc=None,
+        max_length=None,
+        truncation_mode="keep_start",
+        per_device_train_batch_size=1,
+    )
+    out = kind._prepare_dataset(trainer, Dataset.from_list([row]), tokenizer, args, "eval")[0]
+    prompt = len(out["prompt_ids"])
+    keys = ("chosen", "rejected") if method == "dpo" else ("completion",)
+    return prompt, [prompt + len(out[f"{k}_ids"]) for k in keys]
+
+
+@pytest.mark.parametrize("layout", ["text", "messages"])
+@pytest.mark.parametrize("method", ["dpo", "kto", "orpo"])
+def test_the_counts_are_those_of_trl_s_own_tokenization(tiny_tokenizer, method, layout):
     row = {"prompt": "12+3=", "chosen": "15", "rejected": "9"}
     if layout == "messages":
         row = preference.chatml_intel({"system": "Add.", "question": "12+3=", **row}, DS)
-    trainer = DPOTrainer.__new__(DPOTrainer)  # only its dataset preparation runs
-    trainer._tokenizer = tiny_tokenizer
-    args = SimpleNamespace(dataset_num_proc=None, max_length=None, truncation_mode="keep_start")
-    rows = Dataset.from_list([row])
-    tokenized = DPOTrainer._prepare_dataset(trainer, rows, tiny_tokenizer, args, "train")[0]
-    prompt = len(tokenized["prompt_ids"])
+    if method == "kto":
+        row = {"prompt": row["prompt"], "completion": row["chosen"], "label": True}
+    prompt, sequences = trl_tokenized(method, row, tiny_tokenizer)
+    if method == "orpo":
+        assert orpo_counts(tiny_tokenizer, row) == (prompt, sequences)
+        return
     assert token_count(tiny_tokenizer, row["prompt"], prompt=True) == prompt
-    for key in ("chosen", "rejected"):
-        expected = prompt + len(tokenized[f"{key}_ids"])
-        assert answered_count(tiny_tokenizer, row["prompt"], row[key]) == expected
+    answers = ("chosen", "rejected") if method == "dpo" else ("completion",)
+    assert [answered_count(tiny_tokenizer, row["prompt"], row[k]) for k in answers] == sequences
 
 
 def test_long_preference_rows_are_skipped_and_counted(tmp_path, base_model, caplog):
@@ -380,6 +410,9 @@ def test_trl_settings_that_trl_would_refuse_late_are_refused_before_the_model_lo
         train(load_config(cfg))
     cfg = rl_config(tmp_path, base_model, "orpo", trl={"loss_type": "sigmoid"})
     with pytest.raises(FtcoreError, match="TRL's ORPO trainer has no loss variants; remove"):
+        train(load_config(cfg))
+    cfg = rl_config(tmp_path, base_model, "grpo", trl={"loss_type": "sequence"})  # not a loss
+    with pytest.raises(FtcoreError, match=r"choose from grpo, dr_grpo, dapo, .*, vespo$"):
         train(load_config(cfg))
     cfg = rl_config(tmp_path, base_model, "grpo", trl={"reward_weights": [1.0, 0.5]})
     with pytest.raises(FtcoreError, match="has 2 weights for 1 reward functions"):

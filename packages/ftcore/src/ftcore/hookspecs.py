@@ -278,7 +278,10 @@ def ftcore_post_trainer_create(cfg: FtcoreConfig, trainer: Any) -> None:
 def ftcore_reward_functions(cfg: FtcoreConfig) -> list[Any] | None:
     """Contribute reward functions to GRPO-style trainers.
 
-    Called once, while an RL trainer is built.
+    Called once, at the start of an RL run's ``ftcore train``: before the data is read and
+    before ``ftcore_pre_model_load``, so that a missing function or a wrong count of
+    ``trl.reward_weights`` is an error before anything is loaded. A function may therefore
+    need state that ``ftcore_pre_model_load`` sets up only when it is called, not when returned.
 
     :return: a list of reward callables in TRL's signature, or ``None``. Collected.
     """

@@ -43,13 +43,15 @@ def trl_classes(method: str) -> tuple[type, type]:
 
 def documented_losses(config_class: type) -> list[str] | None:
     """The loss names TRL's config class gives for ``loss_type`` (its ``choices``, else the quoted
-    names in its help; empty when it names none), or ``None`` when it has no such field."""
+    names of its help's "... values are ..." sentence; empty when it names none, and nothing is
+    checked then), or ``None`` when it has no such field."""
     field = getattr(config_class, "__dataclass_fields__", {}).get("loss_type")
     if field is None:
         return None
     if field.metadata.get("choices"):
         return list(field.metadata["choices"])
-    return list(dict.fromkeys(re.findall(r"'([a-z][a-z0-9_]*)'", field.metadata.get("help", ""))))
+    sentence = re.search(r"values are:?(.*?)\.(?:\s|$)", field.metadata.get("help", ""), re.S)
+    return re.findall(r"'([a-z][a-z0-9_]*)'", sentence.group(1)) if sentence else []
 
 
 def _check_loss_type(cfg: Any) -> None:
@@ -70,15 +72,14 @@ def _check_loss_type(cfg: Any) -> None:
 
 def check_rl(cfg: Any, host: Any) -> list[Any]:
     """What TRL would find only after the model has loaded, or at the first step, checked first:
-    ``trl.loss_type``; for GRPO the reward functions (returned, guarded), one weight per
-    function, and the vLLM server."""
+    ``trl.loss_type``; for GRPO the reward functions (returned, guarded) and one weight per
+    function. (The vLLM server is checked later, when the trainer is built: it may still be
+    starting.)"""
     _check_loss_type(cfg)
     if cfg.rl != "grpo":
         return []
     rewards = reward_functions(cfg, host)
     _weights(cfg.trl.reward_weights, len(rewards))
-    if cfg.trl.use_vllm:
-        check_vllm_server(cfg)
     return rewards
 
 
@@ -382,10 +383,10 @@ def build_rl_trainer(
     train_set: Any,
     eval_set: Any,
     args_for: Any,
-    rewards: list[Any],
+    rewards: list[Any] | None = None,
 ) -> Any:
     """The TRL trainer of ``cfg.rl``, with ftcore's trainer mixin and hooks; ``rewards`` are
-    :func:`check_rl`'s reward functions."""
+    :func:`check_rl`'s reward functions (resolved here when not given)."""
     from ftcore.training.trainer import compose_trainer_class
 
     cfg, host = loaded.cfg, loaded.host
@@ -397,8 +398,12 @@ def build_rl_trainer(
         "processing_class": tokenizer,
         "callbacks": host.callbacks(cfg, model),
     }
+    if rewards is None:
+        rewards = check_rl(cfg, host)
     if cfg.rl == "grpo":
         kwargs["reward_funcs"] = rewards
+        if cfg.trl.use_vllm:
+            check_vllm_server(cfg)
         if (cfg.trl.beta or 0) > 0 and not cfg.adapter and cfg.model_init == "random":
             # TRL rebuilds GRPO's reference from the model's path; a random start has no weights
             # there, so rank 0 saves the starting weights for every rank to load.

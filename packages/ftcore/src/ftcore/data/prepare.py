@@ -172,11 +172,12 @@ def _check_skipped(
     too_long = sum(count for reason, count in reasons.items() if reason.startswith("longer than"))
     if too_long and cfg.excess_length_strategy == "error":
         first = next(i for i, r in skipped if r.startswith("longer than"))
+        other = "drop" if cfg.rl else "truncate or drop"  # TRL's rows: prompts are never cut
         raise FtcoreError(
             f"dataset {ds.path}: {too_long} {'row is' if too_long == 1 else 'rows are'} longer than "
             f"sequence_len {cfg.sequence_len} "
             f"(first: row {first}, {errors[first].split('(')[1].rstrip(')')}); raise sequence_len, "
-            "or set excess_length_strategy: truncate or drop"
+            f"or set excess_length_strategy: {other}"
         )
     if skipped and cfg.strict:
         examples = "; ".join(f"row {i}: {r}" for i, r in skipped[:3])
