@@ -79,12 +79,13 @@ def check_rl(cfg: Any, host: Any) -> list[Any]:
     if cfg.rl != "grpo":
         return []
     rewards = reward_functions(cfg, host)
-    _weights(cfg.trl.reward_weights, len(rewards))
+    _check_weights(cfg.trl.reward_weights, len(rewards))
     return rewards
 
 
-def trl_values(cfg: Any, reward_count: int = 0) -> dict[str, Any]:
-    """The TRL config fields the ``trl:`` block and the core keys set for ``cfg.rl``."""
+def trl_values(cfg: Any) -> dict[str, Any]:
+    """The TRL config fields the ``trl:`` block and the core keys set for ``cfg.rl`` (checked by
+    :func:`check_rl` first)."""
     trl = cfg.trl
     values: dict[str, Any] = {"beta": trl.beta, "loss_type": trl.loss_type}
     if cfg.rl in ("dpo", "kto", "orpo"):
@@ -96,7 +97,7 @@ def trl_values(cfg: Any, reward_count: int = 0) -> dict[str, Any]:
             num_generations=trl.num_generations,
             max_completion_length=trl.max_completion_length,
             temperature=trl.temperature,
-            reward_weights=_weights(trl.reward_weights, reward_count),
+            reward_weights=trl.reward_weights,
         )
         if trl.use_vllm:
             values.update(
@@ -110,15 +111,12 @@ def trl_values(cfg: Any, reward_count: int = 0) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _weights(weights: list[float] | None, count: int) -> list[float] | None:
-    if weights is None:
-        return None
-    if len(weights) != count:
+def _check_weights(weights: list[float] | None, count: int) -> None:
+    if weights is not None and len(weights) != count:
         raise FtcoreError(
             f"trl.reward_weights has {len(weights)} weights for {count} reward functions "
             "(yours, then those plugins add); give one weight per function"
         )
-    return list(weights)
 
 
 # ------------------------------------------------------------------------------------------ rewards
@@ -383,10 +381,10 @@ def build_rl_trainer(
     train_set: Any,
     eval_set: Any,
     args_for: Any,
-    rewards: list[Any] | None = None,
+    rewards: list[Any],
 ) -> Any:
     """The TRL trainer of ``cfg.rl``, with ftcore's trainer mixin and hooks; ``rewards`` are
-    :func:`check_rl`'s reward functions (resolved here when not given)."""
+    :func:`check_rl`'s reward functions."""
     from ftcore.training.trainer import compose_trainer_class
 
     cfg, host = loaded.cfg, loaded.host
@@ -398,8 +396,6 @@ def build_rl_trainer(
         "processing_class": tokenizer,
         "callbacks": host.callbacks(cfg, model),
     }
-    if rewards is None:
-        rewards = check_rl(cfg, host)
     if cfg.rl == "grpo":
         kwargs["reward_funcs"] = rewards
         if cfg.trl.use_vllm:
@@ -422,7 +418,7 @@ def build_rl_trainer(
             kwargs["data_collator"] = collator
         if cfg.rl in ("dpo", "kto"):
             kwargs["ref_model"] = _reference(cfg, model)
-    args = args_for(config_class, trl_values(cfg, len(rewards)))
+    args = args_for(config_class, trl_values(cfg))
     chosen = host.trainer_class(cfg) or base_trainer
     trainer_class = compose_trainer_class(chosen)
     if cfg.rl == "grpo":

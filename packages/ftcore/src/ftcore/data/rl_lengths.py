@@ -2,8 +2,9 @@
 
 TRL tokenizes these rows itself, and on its own terms: DPO, KTO and ORPO cut a sequence at
 ``max_length``; DPO and KTO drop, without a word, a row whose prompt alone fills it, and ORPO
-trains nothing of it; GRPO has no prompt limit at all. Counting here, while the rows are formatted, gives them the rule SFT rows follow
-(``excess_length_strategy``), the same skipped-rows report and honest counts in the manifest.
+trains nothing of it; GRPO has no prompt limit at all. Counting here, while the rows are
+formatted, gives them the rule SFT rows follow (``excess_length_strategy``), the same
+skipped-rows report and honest counts in the manifest.
 """
 
 from __future__ import annotations
